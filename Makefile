@@ -1,0 +1,65 @@
+# megatron-hybrid: every target sets up .venv (Python 3.12) on first use.
+# `make smoke` runs the embedded default job, `make test` the CPU test suite (what CI runs).
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+# megatron-core >= 0.17 needs Python >= 3.12: take python3.12 from PATH, else from pyenv.
+PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | tail -n1)
+
+# 7B launch variables (see launch/README.md).
+NODES    ?= 1
+DATA     ?=
+CKPT_DIR ?= runs/checkpoints
+TB_DIR   ?= runs/tensorboard
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-gpu smoke lint format bench bench-kernels pretrain-7b pretrain-7b-olmo3 tensorboard clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@if [ -z "$(PYTHON312)" ]; then \
+		echo "error: python3.12 not found (megatron-core 0.19 needs Python >= 3.12)."; \
+		echo "       install it (e.g. 'pyenv install 3.12') or run: make PYTHON312=/path/to/python3.12 ..."; \
+		exit 1; fi
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: venv lint
+	$(PY) -m pytest -m "not gpu" -q $(PYTEST_ARGS)
+
+test-gpu: venv
+	$(PY) -m pytest -m gpu -q $(PYTEST_ARGS)
+
+smoke: venv
+	$(PY) -m megatron_hybrid.smoke
+
+bench-kernels: venv
+	$(PY) bench/gdn_kernels.py
+
+bench: venv bench-kernels
+	$(PY) bench/layers.py
+
+pretrain-7b: venv
+	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo_hybrid_7b
+
+pretrain-7b-olmo3: venv
+	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo3_7b
+
+tensorboard: venv
+	$(VENV)/bin/tensorboard --logdir $(TB_DIR) --bind_all
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,191 @@
+"""Olmo's self-attention as a Megatron module for the ``self_attention`` slot of a layer.
+
+Differences from Megatron's ``SelfAttention`` that Olmo needs:
+- QK norm is one RMSNorm over the whole q (and k) projection width, before the head split and
+  before RoPE. Under tensor parallelism each rank holds a slice of heads, so the sum of squares
+  is all-reduced across the TP group (in both passes) to normalise over the full width; the
+  norm weights are sharded with the heads.
+- An optional sliding window (Olmo 3's ``S`` layers), carried in the layer's spec.
+- Olmo's "reordered" post-norm: the block output is ``x + RMSNorm(attn(x))``; the norm lives
+  here (``post_norm``) so Megatron's stock ``TransformerLayer`` can host the block.
+- RoPE applied in fp32 as ``transformers`` does.
+
+The fused QKV projection is laid out per query group, ``[q_g (heads/groups x d), k_g, v_g]`` for
+each group, like Megatron's ``linear_qkv``: a contiguous TP split is a split by heads, so
+checkpoints reshard with the stock row partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from megatron.core.process_groups_config import ProcessGroupCollection
+from megatron.core.transformer.identity_op import IdentityOp
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.spec_utils import build_module
+from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
+
+from megatron_hybrid.layers.core_attention import causal_attention
+from megatron_hybrid.layers.norms import RMSNorm
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """All-reduce in forward and in backward: the gradient of a TP-wide sum reaches every part."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group = group
+        x = x.clone()
+        torch.distributed.all_reduce(x, group=group)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+class FullWidthRMSNorm(torch.nn.Module):
+    """RMSNorm over a feature dim that tensor parallelism splits across ranks.
+
+    Holds this rank's slice of the weight (tagged as TP-sharded along dim 0); the mean square
+    is taken over the full, unsplit width.
+    """
+
+    def __init__(self, config, local_width: int, full_width: int, eps: float, tp_group):
+        super().__init__()
+        self.eps = eps
+        self.full_width = full_width
+        self.tp_group = tp_group
+        self.weight = torch.nn.Parameter(torch.ones(local_width, dtype=config.params_dtype))
+        self.weight.tensor_model_parallel = True
+        self.weight.partition_dim = 0
+        self.weight.partition_stride = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        sum_sq = h.pow(2).sum(-1, keepdim=True)
+        if self.tp_group is not None and self.tp_group.size() > 1:
+            sum_sq = _AllReduceSum.apply(sum_sq, self.tp_group)
+        h = h * torch.rsqrt(sum_sq / self.full_width + self.eps)
+        return (self.weight * h).to(x.dtype)
+
+    def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
+        state = self.state_dict(prefix="", keep_vars=True)
+        return make_sharded_tensors_for_checkpoint(
+            state, prefix, {"weight": 0}, sharded_offsets, tp_group=self.tp_group, dp_cp_group=_dp_cp_group(metadata)
+        )
+
+
+def _dp_cp_group(metadata):
+    return ensure_metadata_has_dp_cp_group(metadata)["dp_cp_group"]
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """RoPE (non-interleaved halves) in fp32; ``x`` is ``[s, b, h, d]``, ``freqs`` ``[s, 1, 1, d]``."""
+    cos, sin = freqs.float().cos(), freqs.float().sin()
+    h = x.float()
+    return (h * cos + rotate_half(h) * sin).to(x.dtype)
+
+
+@dataclass
+class OlmoAttentionSubmodules:
+    linear_qkv: type | object = None
+    linear_proj: type | object = None
+    post_norm: type | object = IdentityOp
+    """RMSNorm for post-norm ("reordered") blocks, IdentityOp for pre-norm blocks."""
+
+
+class OlmoSelfAttention(MegatronModule):
+    """Causal self-attention with full-width QK norm, optional window and post-norm."""
+
+    def __init__(
+        self,
+        config,
+        submodules: OlmoAttentionSubmodules,
+        layer_number: int,
+        sliding_window: int | None = None,
+        pg_collection: ProcessGroupCollection | None = None,
+        **unused,
+    ):
+        super().__init__(config=config)
+        pg_collection = pg_collection or ProcessGroupCollection.use_mpu_process_groups()
+        self.tp_group = pg_collection.tp
+        tp_size = self.tp_group.size() if self.tp_group is not None else 1
+        self.layer_number = layer_number
+        self.sliding_window = sliding_window
+        self.head_dim = config.kv_channels
+        self.num_heads_local_tp = config.num_attention_heads // tp_size
+        self.num_groups_local_tp = config.num_query_groups // tp_size
+        q_width = config.num_attention_heads * self.head_dim
+        kv_width = config.num_query_groups * self.head_dim
+
+        self.linear_qkv = build_module(
+            submodules.linear_qkv,
+            config.hidden_size,
+            q_width + 2 * kv_width,
+            config=config,
+            init_method=config.init_method,
+            gather_output=False,
+            bias=False,
+            skip_bias_add=False,
+            is_expert=False,
+            tp_comm_buffer_name="qkv",
+            tp_group=self.tp_group,
+        )
+        self.q_norm = FullWidthRMSNorm(config, q_width // tp_size, q_width, config.layernorm_epsilon, self.tp_group)
+        self.k_norm = FullWidthRMSNorm(config, kv_width // tp_size, kv_width, config.layernorm_epsilon, self.tp_group)
+        self.linear_proj = build_module(
+            submodules.linear_proj,
+            q_width,
+            config.hidden_size,
+            config=config,
+            init_method=config.output_layer_init_method,
+            bias=False,
+            input_is_parallel=True,
+            skip_bias_add=True,
+            is_expert=False,
+            tp_comm_buffer_name="proj",
+            tp_group=self.tp_group,
+        )
+        self.post_norm = build_module(
+            submodules.post_norm, config=config, hidden_size=config.hidden_size, eps=config.layernorm_epsilon
+        )
+
+    def split_qkv(self, mixed: torch.Tensor):
+        """``[s, b, groups x (q heads/group + 2) x d]`` -> q ``[s, b, hq*d]``, k, v ``[s, b, hkv*d]``."""
+        s, b, _ = mixed.shape
+        per_group = self.num_heads_local_tp // self.num_groups_local_tp
+        mixed = mixed.view(s, b, self.num_groups_local_tp, per_group + 2, self.head_dim)
+        q, k, v = mixed.split([per_group, 1, 1], dim=3)
+        return q.reshape(s, b, -1), k.reshape(s, b, -1), v.reshape(s, b, -1)
+
+    def forward(self, hidden_states, attention_mask=None, rotary_pos_emb=None, packed_seq_params=None, **unused):
+        if packed_seq_params is not None:
+            raise ValueError(
+                "OlmoSelfAttention does not take packed sequences (packed_seq_params); Olmo's stage-1 "
+                "recipe trains without document masking: pass packed_seq_params=None"
+            )
+        mixed, _ = self.linear_qkv(hidden_states)
+        q, k, v = self.split_qkv(mixed)
+        q, k = self.q_norm(q), self.k_norm(k)  # over the full width, before the head split
+        s, b, _ = q.shape
+        q = q.view(s, b, self.num_heads_local_tp, self.head_dim)
+        k = k.view(s, b, self.num_groups_local_tp, self.head_dim)
+        v = v.view(s, b, self.num_groups_local_tp, self.head_dim)
+        if rotary_pos_emb is not None:
+            freqs = rotary_pos_emb[0] if isinstance(rotary_pos_emb, tuple) else rotary_pos_emb
+            q, k = apply_rope(q, freqs[:s]), apply_rope(k, freqs[:s])
+        # [s, b, h, d] -> [b, h, s, d]
+        q, k, v = (t.permute(1, 2, 0, 3) for t in (q, k, v))
+        out = causal_attention(q, k, v, scale=self.head_dim**-0.5, window=self.sliding_window)
+        out = out.permute(2, 0, 1, 3).reshape(s, b, -1)
+        out, bias = self.linear_proj(out)
+        return self.post_norm(out), bias

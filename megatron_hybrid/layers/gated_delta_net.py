@@ -1,0 +1,208 @@
+"""Olmo Hybrid's Gated DeltaNet mixer as a tensor-parallel Megatron module.
+
+It fits the ``self_attention`` slot of Megatron's ``TransformerLayer``: input ``[s, b, h]``
+(``[s/tp, b, h]`` under sequence parallelism), output ``(out, bias)``.
+
+Per token: q, k, v, gate z, a, b = x W (one fused ColumnParallel projection); a depthwise causal
+conv (kernel 4) + SiLU over [q, k, v]; per-head L2 norm of q and k (inside the op); beta =
+sigmoid(b) (x2 with negative eigenvalues); g = -exp(A_log) softplus(a + dt_bias); the gated delta
+rule; per-head RMSNorm of the output times SiLU(z); RowParallel output projection.
+
+Tensor parallelism splits heads: every per-head tensor (projections, conv channels, A_log,
+dt_bias) is sharded with them. The out-norm weight (one vector of ``value_head_dim`` shared by
+all heads) is replicated; its gradient is summed over TP inside the autograd graph, so it stays
+identical on every rank with and without sequence parallelism.
+
+Checkpoint layout: the fused projection and the conv are split per part (query, key, value, z,
+beta, alpha / query, key, value) into separately TP-sharded tensors, so checkpoints reshard to
+any TP size.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from megatron.core.process_groups_config import ProcessGroupCollection
+from megatron.core.ssm.utils import _split_tensor_factory
+from megatron.core.tensor_parallel import get_cuda_rng_tracker
+from megatron.core.tensor_parallel.mappings import copy_to_tensor_model_parallel_region
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.spec_utils import build_module
+from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
+
+from megatron_hybrid import ops
+
+IN_PROJ_PARTS = ("query", "key", "value", "z", "beta", "alpha")
+CONV_PARTS = ("query", "key", "value")
+
+
+@dataclass
+class GatedDeltaNetSubmodules:
+    in_proj: type | object = None
+    out_proj: type | object = None
+
+
+class GatedDeltaNet(MegatronModule):
+    def __init__(
+        self,
+        config,
+        submodules: GatedDeltaNetSubmodules,
+        layer_number: int,
+        pg_collection: ProcessGroupCollection | None = None,
+        **unused,
+    ):
+        super().__init__(config=config)
+        pg_collection = pg_collection or ProcessGroupCollection.use_mpu_process_groups()
+        self.tp_group = pg_collection.tp
+        tp_size = self.tp_group.size() if self.tp_group is not None else 1
+        self.layer_number = layer_number
+        self.key_head_dim = config.linear_key_head_dim
+        self.value_head_dim = config.linear_value_head_dim
+        self.num_key_heads = config.linear_num_key_heads
+        self.num_value_heads = config.linear_num_value_heads
+        for name, heads in (("linear_num_key_heads", self.num_key_heads), ("linear_num_value_heads", self.num_value_heads)):
+            if heads % tp_size:
+                raise ValueError(f"{name}={heads} is not divisible by the tensor-parallel size {tp_size}")
+        self.num_key_heads_local_tp = self.num_key_heads // tp_size
+        self.num_value_heads_local_tp = self.num_value_heads // tp_size
+        key_local = self.num_key_heads_local_tp * self.key_head_dim
+        value_local = self.num_value_heads_local_tp * self.value_head_dim
+        heads_local = self.num_value_heads_local_tp
+        self.in_proj_sections = [key_local, key_local, value_local, value_local, heads_local, heads_local]
+        self.conv_dim_local_tp = 2 * key_local + value_local
+        self.allow_neg_eigval = config.linear_allow_neg_eigval
+        self.norm_eps = config.linear_norm_eps
+
+        self.in_proj = build_module(
+            submodules.in_proj,
+            config.hidden_size,
+            sum(self.in_proj_sections) * tp_size,
+            config=config,
+            init_method=config.init_method,
+            gather_output=False,
+            bias=False,
+            skip_bias_add=False,
+            is_expert=False,
+            tp_comm_buffer_name="gdn_in",
+            tp_group=self.tp_group,
+        )
+        dtype = config.params_dtype
+        self.conv1d = torch.nn.Conv1d(
+            self.conv_dim_local_tp,
+            self.conv_dim_local_tp,
+            kernel_size=config.linear_conv_kernel_dim,
+            groups=self.conv_dim_local_tp,
+            bias=False,
+            dtype=dtype,
+        )
+        self.A_log = torch.nn.Parameter(torch.empty(heads_local, dtype=torch.float32))
+        self.dt_bias = torch.nn.Parameter(torch.empty(heads_local, dtype=torch.float32))
+        for param in (self.conv1d.weight, self.A_log, self.dt_bias):
+            param.tensor_model_parallel = True
+            param.partition_dim = 0
+            param.partition_stride = 1
+        self.out_norm = torch.nn.Module()
+        self.out_norm.weight = torch.nn.Parameter(torch.ones(self.value_head_dim, dtype=dtype))
+        self.out_proj = build_module(
+            submodules.out_proj,
+            self.num_value_heads * self.value_head_dim,
+            config.hidden_size,
+            config=config,
+            init_method=config.output_layer_init_method,
+            bias=False,
+            input_is_parallel=True,
+            skip_bias_add=True,
+            is_expert=False,
+            tp_comm_buffer_name="gdn_out",
+            tp_group=self.tp_group,
+        )
+        if config.perform_initialization:
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Olmo's init: A ~ U(lo, hi), dt = exp(U(log dt_min, log dt_max)) >= floor, dt_bias = softplus^-1(dt)."""
+        cfg = self.config
+        tracker = get_cuda_rng_tracker()
+        # Different TP ranks hold different heads: draw them from the model-parallel RNG stream.
+        with tracker.fork() if tracker.is_initialized() else nullcontext():
+            cfg.init_method(self.conv1d.weight)
+            lo, hi = cfg.linear_a_log_range
+            self.A_log.copy_(torch.empty_like(self.A_log).uniform_(lo, hi).log())
+            dt_min, dt_max = cfg.linear_dt_range
+            u = torch.rand_like(self.dt_bias)
+            dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+            dt = dt.clamp(min=cfg.linear_dt_init_floor)
+            self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    def forward(self, hidden_states, attention_mask=None, packed_seq_params=None, **unused):
+        cu_seqlens = None
+        if packed_seq_params is not None:
+            cu_seqlens = packed_seq_params.cu_seqlens_q.to(torch.int32)
+        projected, _ = self.in_proj(hidden_states)  # [s, b, local parts]
+        projected = projected.transpose(0, 1)  # [b, s, .]: the ops' layout
+        b, s, _ = projected.shape
+        q, k, v, z, beta_logit, a = projected.split(self.in_proj_sections, dim=-1)
+        qkv = torch.cat([q, k, v], dim=-1)
+        qkv, _ = ops.causal_conv1d(qkv, self.conv1d.weight.squeeze(1), activation="silu", cu_seqlens=cu_seqlens)
+        key_local = self.num_key_heads_local_tp * self.key_head_dim
+        q, k, v = qkv.split([key_local, key_local, qkv.shape[-1] - 2 * key_local], dim=-1)
+        q = q.reshape(b, s, self.num_key_heads_local_tp, self.key_head_dim)
+        k = k.reshape(b, s, self.num_key_heads_local_tp, self.key_head_dim)
+        v = v.reshape(b, s, self.num_value_heads_local_tp, self.value_head_dim)
+        g, beta = ops.gdn_gates(a, beta_logit, self.A_log, self.dt_bias, allow_neg_eigval=self.allow_neg_eigval)
+        out, _ = ops.gated_delta_rule(
+            q, k, v, g, beta, scale=self.key_head_dim**-0.5, use_qk_l2norm=True, cu_seqlens=cu_seqlens
+        )
+        # The shared norm weight meets different heads on each TP rank: sum its gradient over TP.
+        norm_weight = self.out_norm.weight
+        if self.tp_group is not None and self.tp_group.size() > 1:
+            norm_weight = copy_to_tensor_model_parallel_region(norm_weight, group=self.tp_group)
+        z = z.reshape(b, s, self.num_value_heads_local_tp, self.value_head_dim)
+        out = ops.gated_rms_norm(out, z, norm_weight, eps=self.norm_eps)
+        out = out.reshape(b, s, -1).transpose(0, 1).contiguous()  # back to [s, b, .]
+        return self.out_proj(out)
+
+    def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
+        metadata = ensure_metadata_has_dp_cp_group(metadata)
+        own = {}
+        self._save_to_state_dict(own, "", keep_vars=True)  # A_log, dt_bias
+        state = make_sharded_tensors_for_checkpoint(
+            own,
+            prefix,
+            {"A_log": 0, "dt_bias": 0},
+            sharded_offsets,
+            tp_group=self.tp_group,
+            dp_cp_group=metadata["dp_cp_group"],
+        )
+        conv = make_sharded_tensors_for_checkpoint(
+            self.conv1d.state_dict(keep_vars=True),
+            f"{prefix}conv1d.",
+            {"weight": 0},
+            sharded_offsets,
+            tp_group=self.tp_group,
+            dp_cp_group=metadata["dp_cp_group"],
+        )
+        norm = make_sharded_tensors_for_checkpoint(
+            self.out_norm.state_dict(keep_vars=True),
+            f"{prefix}out_norm.",
+            {},
+            sharded_offsets,
+            tp_group=self.tp_group,
+            dp_cp_group=metadata["dp_cp_group"],
+        )
+        state.update(conv)
+        state.update(norm)
+        state.update(self.in_proj.sharded_state_dict(f"{prefix}in_proj.", sharded_offsets, metadata))
+        state.update(self.out_proj.sharded_state_dict(f"{prefix}out_proj.", sharded_offsets, metadata))
+        # Split the fused tensors per part so each part is TP-sharded on its own.
+        key = f"{prefix}in_proj.weight"
+        state[key] = _split_tensor_factory(state[key], self.in_proj_sections, list(IN_PROJ_PARTS), 0)
+        key = f"{prefix}conv1d.weight"
+        key_local = self.num_key_heads_local_tp * self.key_head_dim
+        conv_sections = [key_local, key_local, self.conv_dim_local_tp - 2 * key_local]
+        state[key] = _split_tensor_factory(state[key], conv_sections, list(CONV_PARTS), 0)
+        return state

@@ -1,0 +1,37 @@
+"""RMSNorm as Olmo computes it: in fp32, then scaled by the weight and cast back.
+
+Megatron's local norm (``WrappedTorchNorm``) computes in the input dtype and refuses
+``sequence_parallel=True``; this one matches ``transformers``' ``Olmo3RMSNorm`` bit for bit in
+fp32 and tags its weight for Megatron's sequence-parallel gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import torch
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``weight * x / sqrt(mean(x^2) + eps)``, normalised in fp32, returned in ``x.dtype``."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return (weight * h).to(x.dtype)
+
+
+class RMSNorm(torch.nn.Module):
+    """Megatron-style norm module: built as ``RMSNorm(config=..., hidden_size=..., eps=...)``."""
+
+    def __init__(self, config: TransformerConfig, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.ones(hidden_size, dtype=config.params_dtype))
+        # Under sequence parallelism each TP rank sees different tokens, so the replicated
+        # weight's gradient must be all-reduced across TP (finalize_model_grads does it for
+        # parameters carrying this attribute).
+        self.weight.sequence_parallel = config.sequence_parallel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.eps}"
