@@ -12,8 +12,9 @@ laptop, CI) execute the very same Megatron code paths as a cluster run:
 3. ``device="cuda"`` literals in the pipeline schedules: rerouted to the CPU;
 4. the optimizer / grad-clip checks ``param.type() == 'torch.cuda.FloatTensor'``: a CPU float32
    tensor reports the CUDA type name (the check is about dtype, not placement);
-5. ``torch.cuda.current_stream()`` / ``torch.cuda.stream()`` in DDP: a host stand-in whose
-   waits are no-ops (gloo collectives are synchronous);
+5. ``torch.cuda.current_stream()`` / ``torch.cuda.stream()`` in DDP and
+   ``torch.cuda.synchronize()`` in dist_checkpointing: host stand-ins whose waits are no-ops
+   (CPU work and gloo collectives are synchronous);
 6. Megatron's torch norm refusing ``sequence_parallel=True``: the project uses its own
    :class:`megatron_hybrid.layers.norms.RMSNorm`, which supports it, so nothing is patched.
 """
@@ -120,6 +121,7 @@ def enable_cpu_megatron() -> bool:
     # 5. Streams.
     torch.cuda.current_stream = lambda device=None: _HOST_STREAM
     torch.cuda.stream = lambda stream=None: contextlib.nullcontext()
+    torch.cuda.synchronize = lambda device=None: None  # dist_checkpointing's save calls it
 
     _APPLIED = True
     return True

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import torch
 
-from megatron_hybrid.hf.mapping import check_hf_state, hf_config_from_model_config, hf_to_mcore, mcore_to_hf
+from megatron_hybrid.hf.mapping import (
+    check_hf_state,
+    from_hf_disk_format,
+    hf_config_from_model_config,
+    hf_to_mcore,
+    mcore_to_hf,
+    to_hf_disk_format,
+)
 from megatron_hybrid.hf.mapping import model_config_from_hf as _model_config_from_hf
 from megatron_hybrid.models.config import HybridModelConfig
 
@@ -29,8 +36,11 @@ def model_config_from_hf_dir(hf_dir) -> HybridModelConfig:
 
 
 def load_hf_state(hf_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a (possibly sharded) safetensors or pytorch_model.bin directory."""
-    path = Path(hf_dir)
+    """All tensors of a (possibly sharded) safetensors or .bin directory, under transformers' module names."""
+    return from_hf_disk_format(_read_tensors(Path(hf_dir)), load_hf_config(hf_dir).model_type)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     files = sorted(path.glob("*.safetensors"))
     state: dict[str, torch.Tensor] = {}
     if files:
@@ -87,7 +97,7 @@ def save_hf_dir(state: dict[str, torch.Tensor], cfg: HybridModelConfig, out_dir,
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new --out directory")
-    hf_state = mcore_to_hf(state, cfg)
+    hf_state = to_hf_disk_format(mcore_to_hf(state, cfg), cfg)
     if dtype is not None:
         hf_state = {k: v.to(dtype) for k, v in hf_state.items()}
     hf_config = hf_config_from_model_config(cfg)

@@ -12,6 +12,10 @@ import torch
 from megatron_hybrid.models.config import HybridModelConfig
 
 HF_LAYER_TYPES = {"linear_attention": "G", "full_attention": "A", "sliding_attention": "S"}
+# Olmo Hybrid's files keep OLMo-core's names; transformers renames them when it loads
+# (its conversion_mapping) and back when it saves. Applied in both directions here.
+HYBRID_DISK_RENAMES = (("attention_layer_norm", "input_layernorm"), ("feedforward_layer_norm", "post_attention_layernorm"))
+CONV_PARTS = ("q_conv1d", "k_conv1d", "v_conv1d")
 
 
 # ---- configs ------------------------------------------------------------------------------
@@ -136,6 +140,41 @@ def _qkv_split(qkv, groups: int, q_rows: int):
     kv_rows = (per_group.shape[1] - q_rows // groups) // 2
     q, k, v = per_group.split([q_rows // groups, kv_rows, kv_rows], dim=1)
     return q.reshape(-1, d), k.reshape(-1, d), v.reshape(-1, d)
+
+
+def from_hf_disk_format(state: dict[str, torch.Tensor], model_type: str) -> dict[str, torch.Tensor]:
+    """File names -> ``transformers``' module names (what ``from_pretrained`` does on load)."""
+    if model_type != "olmo_hybrid":
+        return dict(state)
+    out = {}
+    for key, tensor in state.items():
+        for old, new in HYBRID_DISK_RENAMES:
+            key = key.replace(f".{old}.", f".{new}.")
+        out[key] = tensor
+    for key in [k for k in out if k.endswith("linear_attn.q_conv1d.weight")]:
+        prefix = key.removesuffix("q_conv1d.weight")
+        parts = [out.pop(prefix + f"{name}.weight", None) for name in CONV_PARTS]
+        if all(p is not None for p in parts):  # concatenated in order; the split sizes do not matter
+            out[prefix + "conv1d.weight"] = torch.cat(parts)
+    return out
+
+
+def to_hf_disk_format(state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> dict[str, torch.Tensor]:
+    """``transformers``' module names -> the file names of the released checkpoints."""
+    if "G" not in cfg.layer_pattern:
+        return dict(state)
+    key_dim = cfg.gdn_key_heads * cfg.gdn_k_dim
+    out = {}
+    for key, tensor in state.items():
+        if key.endswith("linear_attn.conv1d.weight"):
+            prefix = key.removesuffix("conv1d.weight")
+            for name, part in zip(CONV_PARTS, tensor.split([key_dim, key_dim, tensor.shape[0] - 2 * key_dim])):
+                out[prefix + f"{name}.weight"] = part.contiguous()
+            continue
+        for old, new in HYBRID_DISK_RENAMES:
+            key = key.replace(f".{new}.", f".{old}.")
+        out[key] = tensor
+    return out
 
 
 def expected_hf_keys(cfg: HybridModelConfig) -> dict[str, tuple[int, ...]]:

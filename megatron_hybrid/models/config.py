@@ -236,6 +236,9 @@ class HybridModelConfig:
             persist_layer_norm=False,
             gradient_accumulation_fusion=False,
             use_cpu_initialization=not torch.cuda.is_available(),
+            # Layers differ by kind, so checkpoints key them per layer (decoder.layers.<i>.*)
+            # instead of stacking them along a layer axis (Megatron spells it this way).
+            hetereogenous_dist_checkpoint=True,
             hybrid_layer_pattern=self.layer_types(),
             sliding_window=self.sliding_window if "S" in self.layer_pattern else None,
             linear_num_key_heads=self.gdn_key_heads,

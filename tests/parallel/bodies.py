@@ -1,0 +1,119 @@
+"""Per-rank bodies of the parallel-equivalence tests (run through tests/distributed_harness.py).
+
+Every layout runs one training step's forward and backward through the real Megatron path
+(DistributedDataParallel, the pipeline schedule, finalize_model_grads). Weights come from one
+distributed checkpoint written at TP=1/PP=1; gradients are written back as a distributed
+checkpoint, so comparing layouts also exercises resharding of every tensor, fused ones included.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from megatron.core import dist_checkpointing, parallel_state
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.pipeline_parallel import get_forward_backward_func
+
+from megatron_hybrid.compat.distributed import init_distributed
+from megatron_hybrid.models import build_model, presets
+
+SEQ, BATCH = 24, 2
+
+
+def model_config(pattern: str):
+    return presets.tiny(pattern, n_layers=4, sliding_window=5)
+
+
+def _build(pattern: str, tp: int = 1, pp: int = 1, sp: bool = False):
+    init_distributed(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, seed=7)
+    cfg = model_config(pattern)
+    tcfg = cfg.transformer_config(
+        tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
+        sequence_parallel=sp,
+        use_cpu_initialization=True,
+        pipeline_dtype=torch.float32,
+    )
+    model = build_model(
+        cfg,
+        tcfg,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
+    )
+    return cfg, tcfg, model
+
+
+def _batch(vocab: int):
+    gen = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, vocab, (BATCH, SEQ + 1), generator=gen)
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def _load(model, ckpt_dir):
+    state = dist_checkpointing.load(model.sharded_state_dict(), ckpt_dir)
+    model.load_state_dict(state)
+
+
+def _train_step_grads(cfg, tcfg, model):
+    """Forward + backward of one micro-batch; returns (loss on the last stage or None, ddp model)."""
+    ddp = DistributedDataParallel(
+        config=tcfg, ddp_config=DistributedDataParallelConfig(grad_reduce_in_fp32=True), module=model
+    )
+    ddp.zero_grad_buffer()
+    inputs, labels = _batch(cfg.vocab_size)
+    positions = torch.arange(SEQ).expand(BATCH, -1)
+
+    def forward_step(data_iterator, module):
+        output = module(inputs, positions, None, labels=labels)
+
+        def loss_func(per_token):
+            loss = per_token.float().mean()
+            return loss, {"loss": loss.detach()}
+
+        return output, loss_func
+
+    losses = get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iter([None]),
+        model=[ddp],
+        num_microbatches=1,
+        seq_length=SEQ,
+        micro_batch_size=BATCH,
+        forward_only=False,
+    )
+    finalize_model_grads([ddp])
+    loss = losses[0]["loss"].item() if losses else None
+    return loss, ddp
+
+
+def save_reference(rank, world, pattern, ckpt_dir):
+    """TP=1/PP=1: random weights (norms perturbed too) saved as a distributed checkpoint."""
+    cfg, tcfg, model = _build(pattern)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
+                p.add_(0.1 * torch.randn_like(p))
+    os.makedirs(ckpt_dir, exist_ok=True)
+    dist_checkpointing.save(model.sharded_state_dict(), ckpt_dir)
+    return True
+
+
+def step_and_save_grads(rank, world, pattern, ckpt_dir, grads_dir, tp, pp, sp):
+    """Load the reference weights at this layout, take a step, save the gradients as a checkpoint."""
+    cfg, tcfg, model = _build(pattern, tp, pp, sp)
+    _load(model, ckpt_dir)
+    loss, ddp = _train_step_grads(cfg, tcfg, model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.main_grad)
+    os.makedirs(grads_dir, exist_ok=True)
+    dist_checkpointing.save(model.sharded_state_dict(), grads_dir)
+    return loss
+
+
+def read_full_state(rank, world, pattern, ckpt_dir):
+    """A checkpoint read back at TP=1/PP=1, as plain tensors."""
+    cfg, tcfg, model = _build(pattern)
+    _load(model, ckpt_dir)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
