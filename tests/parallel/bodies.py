@@ -117,3 +117,12 @@ def read_full_state(rank, world, pattern, ckpt_dir):
     cfg, tcfg, model = _build(pattern)
     _load(model, ckpt_dir)
     return {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def resave(rank, world, pattern, src_dir, dst_dir, tp, pp):
+    """Load a checkpoint at this layout and save it again from this layout."""
+    cfg, tcfg, model = _build(pattern, tp, pp)
+    _load(model, src_dir)
+    os.makedirs(dst_dir, exist_ok=True)
+    dist_checkpointing.save(model.sharded_state_dict(), dst_dir)
+    return True

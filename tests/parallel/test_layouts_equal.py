@@ -60,3 +60,18 @@ def test_reference_gradients_are_complete(reference):
     assert torch.isfinite(torch.tensor(loss))
     dead = [k for k, g in grads.items() if g.abs().max() == 0]
     assert not dead, dead
+
+
+@pytest.mark.slow
+def test_checkpoint_saved_at_tp2_loads_at_pp2(reference):
+    """Weights written by a TP=2 job, read by a PP=2 job: same loss and gradients as TP=1."""
+    root, ckpt, ref_loss, ref_grads = reference
+    tp2_ckpt = str(root / "weights_from_tp2")
+    run_on_ranks(bodies.resave, 2, (PATTERN, ckpt, tp2_ckpt, 2, 1))
+    grads_dir = str(root / "grads_pp2_from_tp2")
+    losses = run_on_ranks(bodies.step_and_save_grads, 2, (PATTERN, tp2_ckpt, grads_dir, 1, 2, False))
+    (loss,) = [loss for loss in losses if loss is not None]
+    assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss)
+    (grads,) = run_on_ranks(bodies.read_full_state, 1, (PATTERN, grads_dir))
+    worst = max((grads[k] - g).norm().item() / g.norm().item() for k, g in ref_grads.items())
+    assert worst <= 1e-4
