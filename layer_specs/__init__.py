@@ -1,8 +1,8 @@
 """Layer specs for Megatron-Core's GPTModel: Olmo 3, Olmo Hybrid, or any GDN/attention pattern.
 
-    from layer_specs import olmo_hybrid_layer_specs
-    block_spec = olmo_hybrid_layer_specs(config)          # this pipeline stage's layers
-    model = GPTModel(config, transformer_layer_spec=block_spec, ...)
+from layer_specs import olmo_hybrid_layer_specs
+block_spec = olmo_hybrid_layer_specs(config)          # this pipeline stage's layers
+model = GPTModel(config, transformer_layer_spec=block_spec, ...)
 """
 
 from layer_specs.hybrid import (

@@ -14,7 +14,10 @@ from megatron_hybrid.models.config import HybridModelConfig
 HF_LAYER_TYPES = {"linear_attention": "G", "full_attention": "A", "sliding_attention": "S"}
 # Olmo Hybrid's files keep OLMo-core's names; transformers renames them when it loads
 # (its conversion_mapping) and back when it saves. Applied in both directions here.
-HYBRID_DISK_RENAMES = (("attention_layer_norm", "input_layernorm"), ("feedforward_layer_norm", "post_attention_layernorm"))
+HYBRID_DISK_RENAMES = (
+    ("attention_layer_norm", "input_layernorm"),
+    ("feedforward_layer_norm", "post_attention_layernorm"),
+)
 CONV_PARTS = ("q_conv1d", "k_conv1d", "v_conv1d")
 
 
@@ -38,7 +41,9 @@ def model_config_from_hf(hf_config) -> HybridModelConfig:
         rope = rope["full_attention"]
     for key, params in (getattr(hf_config, "rope_parameters", None) or {}).items():
         if isinstance(params, dict) and params.get("rope_type", "default") != "default":
-            raise ValueError(f"rope_parameters[{key!r}] uses rope_type={params['rope_type']!r}; only 'default' converts")
+            raise ValueError(
+                f"rope_parameters[{key!r}] uses rope_type={params['rope_type']!r}; only 'default' converts"
+            )
     if rope.get("rope_type", "default") != "default":
         raise ValueError(f"rope_type={rope.get('rope_type')!r}: only the default RoPE converts")
     pattern = "".join(letters)
@@ -189,7 +194,9 @@ def expected_hf_keys(cfg: HybridModelConfig) -> dict[str, tuple[int, ...]]:
     hk, hv, kd, vd = cfg.gdn_key_heads, cfg.gdn_value_heads, cfg.gdn_k_dim, cfg.gdn_v_dim
     for i, kind in enumerate(cfg.layer_types()):
         p = f"model.layers.{i}."
-        keys.update({p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d), p + "mlp.down_proj.weight": (d, f)})
+        keys.update(
+            {p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d), p + "mlp.down_proj.weight": (d, f)}
+        )
         if kind == "G":
             a = p + "linear_attn."
             keys.update(
@@ -254,7 +261,9 @@ def hf_to_mcore(hf_state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> di
     }
     for i, kind in enumerate(cfg.layer_types()):
         p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
-        out[m + "mlp.linear_fc1.weight"] = torch.cat([hf_state[p + "mlp.gate_proj.weight"], hf_state[p + "mlp.up_proj.weight"]])
+        out[m + "mlp.linear_fc1.weight"] = torch.cat(
+            [hf_state[p + "mlp.gate_proj.weight"], hf_state[p + "mlp.up_proj.weight"]]
+        )
         out[m + "mlp.linear_fc2.weight"] = hf_state[p + "mlp.down_proj.weight"]
         if kind == "G":
             a, s = p + "linear_attn.", m + "self_attention."
@@ -271,7 +280,10 @@ def hf_to_mcore(hf_state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> di
         else:
             a, s = p + "self_attn.", m + "self_attention."
             out[s + "linear_qkv.weight"] = _qkv_interleave(
-                hf_state[a + "q_proj.weight"], hf_state[a + "k_proj.weight"], hf_state[a + "v_proj.weight"], cfg.kv_heads
+                hf_state[a + "q_proj.weight"],
+                hf_state[a + "k_proj.weight"],
+                hf_state[a + "v_proj.weight"],
+                cfg.kv_heads,
             )
             out[s + "q_norm.weight"] = hf_state[a + "q_norm.weight"]
             out[s + "k_norm.weight"] = hf_state[a + "k_norm.weight"]

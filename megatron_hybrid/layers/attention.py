@@ -27,7 +27,6 @@ from megatron.core.transformer.spec_utils import build_module
 from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
 
 from megatron_hybrid.layers.core_attention import causal_attention
-from megatron_hybrid.layers.norms import RMSNorm
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -63,7 +63,10 @@ class GatedDeltaNet(MegatronModule):
         self.value_head_dim = config.linear_value_head_dim
         self.num_key_heads = config.linear_num_key_heads
         self.num_value_heads = config.linear_num_value_heads
-        for name, heads in (("linear_num_key_heads", self.num_key_heads), ("linear_num_value_heads", self.num_value_heads)):
+        for name, heads in (
+            ("linear_num_key_heads", self.num_key_heads),
+            ("linear_num_value_heads", self.num_value_heads),
+        ):
             if heads % tp_size:
                 raise ValueError(f"{name}={heads} is not divisible by the tensor-parallel size {tp_size}")
         self.num_key_heads_local_tp = self.num_key_heads // tp_size

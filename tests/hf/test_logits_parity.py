@@ -110,5 +110,7 @@ def test_olmo_hybrid_without_rope_matches(tmp_path):
 
 
 def test_olmo_hybrid_sigmoid_beta_and_default_head_dims(tmp_path):
-    hf = _hf_model(tiny_olmo_hybrid(linear_allow_neg_eigval=False, linear_key_head_dim=None, linear_value_head_dim=None), tmp_path)
+    hf = _hf_model(
+        tiny_olmo_hybrid(linear_allow_neg_eigval=False, linear_key_head_dim=None, linear_value_head_dim=None), tmp_path
+    )
     _compare(hf, tmp_path, 23)

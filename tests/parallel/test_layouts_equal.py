@@ -7,13 +7,13 @@ the pipeline split of a pattern.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from tests.distributed_harness import run_on_ranks
 from tests.parallel import bodies
-
-import os
 
 PATTERN = os.environ.get("LAYOUT_TEST_PATTERN", "GSGA")
 
