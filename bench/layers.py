@@ -1,0 +1,193 @@
+"""Layer-level speed and memory on one GPU, against the alternatives, in the same run.
+
+Forward and forward+backward median time (triton ``do_bench``) and peak extra memory at 7B
+widths, sequence 8192, micro-batch 1, bf16, for:
+- the project's GDN mixer and Megatron-Core 0.19's own ``GatedDeltaNet`` (fla kernels, local
+  linears) on the same shapes and weights (when megatron-core's GDN and fla are importable);
+- the project's attention mixers (full causal; sliding window 4096);
+- whole blocks: the hybrid's GDN block (d=3840) against the Olmo 3 sliding-window block (d=4096)
+  it replaces, and the full-attention blocks of both models;
+plus a torch-profiler breakdown of one GDN block step (share of time per kernel).
+
+    python bench/layers.py [--seq 8192] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+import triton
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report  # noqa: E402
+from megatron.core.transformer.spec_utils import build_module  # noqa: E402
+
+from layer_specs.hybrid import attention_layer_spec, gdn_layer_spec  # noqa: E402
+from megatron_hybrid.compat.distributed import init_distributed  # noqa: E402
+from megatron_hybrid.models import presets  # noqa: E402
+
+
+def transformer_config(cfg):
+    return cfg.transformer_config(
+        params_dtype=torch.bfloat16, bf16=True, use_cpu_initialization=False, perform_initialization=True
+    )
+
+
+def build_layer(spec, tcfg, layer_number=1):
+    return build_module(spec, config=tcfg, layer_number=layer_number).cuda()
+
+
+def build_mixer(spec, tcfg):
+    """The ``self_attention`` module of a block spec on its own."""
+    layer = build_layer(spec, tcfg)
+    return layer.self_attention
+
+
+def mcore_gdn(tcfg, ours):
+    """Megatron-Core's GatedDeltaNet with the same shapes, and our weights copied in."""
+    import fla.ops.common.chunk_o as fla_chunk_o  # noqa: F401  (import error -> skipped)
+    from megatron.core.ssm.gated_delta_net import GatedDeltaNet, GatedDeltaNetSubmodules
+    from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    # fla 0.6.0 refuses Triton < 3.7.1 on Hopper (a miscompiled gated backward, fla issue 640);
+    # lifted here for timing only: its results are not used.
+    for name in dir(fla_chunk_o):
+        if name.startswith("TRITON_ABOVE"):
+            setattr(fla_chunk_o, name, True)
+    module = GatedDeltaNet(
+        config=tcfg,
+        submodules=GatedDeltaNetSubmodules(
+            in_proj=ColumnParallelLinear, out_norm=WrappedTorchNorm, out_proj=RowParallelLinear
+        ),
+        layer_number=1,
+    ).cuda()
+    with torch.no_grad():
+        theirs = dict(module.named_parameters())
+        for name, p in ours.named_parameters():
+            if name in theirs and theirs[name].shape == p.shape:
+                theirs[name].copy_(p)
+    return module
+
+
+def measure(name, module, x, rows, **extra):
+    x = x.detach().requires_grad_(True)
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def forward():
+        out = module(x, attention_mask=None) if "attention_mask" in module.forward.__code__.co_varnames else module(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    grad = torch.randn_like(forward())
+
+    def fwd_bwd():
+        forward().backward(grad)
+
+    fwd_bwd()  # allocate .grad once, so the peak below is activations + workspace
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fwd_bwd()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    fwd_ms = triton.testing.do_bench(forward, warmup=25, rep=100, return_mode="median")
+    fb_ms = triton.testing.do_bench(fwd_bwd, warmup=25, rep=100, grad_to_none=[x, *params], return_mode="median")
+    row = {"module": name, "fwd_ms": fwd_ms, "fwd_bwd_ms": fb_ms, "peak_extra_MiB": peak, **extra}
+    rows.append(row)
+    print(f"{name:58s} fwd {fwd_ms:7.3f} ms  fwd+bwd {fb_ms:7.3f} ms  peak extra {peak:8.1f} MiB", flush=True)
+    return row
+
+
+def profile_gdn_block(layer, x, out_dir: Path) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    x = x.detach().requires_grad_(True)
+    grad = torch.randn_like(x)
+    for _ in range(3):
+        layer(x, attention_mask=None)[0].backward(grad)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            layer(x, attention_mask=None)[0].backward(grad)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.device_time_total for e in events)
+    events.sort(key=lambda e: e.device_time_total, reverse=True)
+    lines = ["| kernel | share | time per step (ms) | calls per step |", "|---|---|---|---|"]
+    for e in events[:25]:
+        lines.append(
+            f"| `{e.key[:90]}` | {100 * e.device_time_total / total:.1f}% "
+            f"| {e.device_time_total / 5 / 1000:.3f} | {e.count // 5} |"
+        )
+    table = "\n".join(lines)
+    (out_dir / "gdn_block_profile.md").write_text(
+        "# One Olmo Hybrid GDN block step (fwd+bwd), B=1 T=8192 d=3840, bf16\n\n" + table + "\n"
+    )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seq", type=int, default=8192, help="sequence length")
+    parser.add_argument("--batch", type=int, default=1, help="micro-batch size")
+    parser.add_argument("--out", default=str(report.RESULTS), help="results directory")
+    parser.add_argument("--skip-mcore", action="store_true", help="do not time Megatron-Core's GDN")
+    args = parser.parse_args()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCH_NCCL_AVOID_RECORD_STREAMS", "1")
+    init_distributed()
+    torch.manual_seed(0)
+
+    hybrid, olmo3 = presets.get("olmo_hybrid_7b"), presets.get("olmo3_7b")
+    hybrid_tcfg, olmo3_tcfg = transformer_config(hybrid), transformer_config(olmo3)
+    shape = dict(seq=args.seq, batch=args.batch)
+    x_hybrid = torch.randn(args.seq, args.batch, hybrid.d_model, device="cuda", dtype=torch.bfloat16)
+    x_olmo3 = torch.randn(args.seq, args.batch, olmo3.d_model, device="cuda", dtype=torch.bfloat16)
+    rows: list[dict] = []
+
+    ours = build_mixer(gdn_layer_spec(), hybrid_tcfg)
+    measure("GDN mixer, megatron_hybrid (d=3840, 30x(96,192))", ours, x_hybrid, rows, **shape)
+    if not args.skip_mcore:
+        try:
+            theirs = mcore_gdn(hybrid_tcfg, ours)
+            measure("GDN mixer, Megatron-Core 0.19 GatedDeltaNet + fla", theirs, x_hybrid, rows, **shape)
+            del theirs
+        except ImportError as err:
+            print(f"Megatron-Core GDN skipped: {err}")
+    del ours
+    for label, tcfg, x, window in (
+        ("attention mixer, full causal (d=3840, 30 heads)", hybrid_tcfg, x_hybrid, None),
+        ("attention mixer, full causal (d=4096, 32 heads)", olmo3_tcfg, x_olmo3, None),
+        ("attention mixer, window 4096 (d=4096, 32 heads)", olmo3_tcfg, x_olmo3, 4096),
+    ):
+        mixer = build_mixer(attention_layer_spec(window), tcfg)
+        measure(label, mixer, x, rows, **shape)
+        del mixer
+
+    gdn_block = build_layer(gdn_layer_spec(), hybrid_tcfg)
+    measure("block: Olmo Hybrid GDN (pre-norm, + MLP 11008)", gdn_block, x_hybrid, rows, **shape)
+    for label, spec, tcfg, x in (
+        ("block: Olmo 3 sliding-window attention (+ MLP)", attention_layer_spec(4096), olmo3_tcfg, x_olmo3),
+        ("block: Olmo Hybrid full attention (+ MLP)", attention_layer_spec(None), hybrid_tcfg, x_hybrid),
+        ("block: Olmo 3 full attention (+ MLP)", attention_layer_spec(None), olmo3_tcfg, x_olmo3),
+    ):
+        block = build_layer(spec, tcfg)
+        measure(label, block, x, rows, **shape)
+        del block
+
+    profile = profile_gdn_block(gdn_block, x_hybrid, out_dir)
+    print(profile)
+    columns = ["module", "seq", "batch", "fwd_ms", "fwd_bwd_ms", "peak_extra_MiB"]
+    notes = "Peak extra memory: activations and workspace of one fwd+bwd, beyond weights, grads and input."
+    print(report.write("layers", rows, columns, notes, out_dir).read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Shared pieces of the benchmarks: the environment record and the JSON + Markdown writer."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+        return commit.stdout.strip() + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git checkout)"
+
+
+def environment() -> dict:
+    import triton
+
+    env = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "card": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    try:
+        import megatron.core
+
+        env["megatron_core"] = megatron.core.__version__
+    except ImportError:
+        pass
+    try:
+        import fla
+
+        env["fla"] = fla.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for col in columns:
+            value = row.get(col, "")
+            cells.append(f"{value:.3g}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write(name: str, rows: list[dict], columns: list[str], notes: str = "", out_dir: Path | None = None) -> Path:
+    """``<name>.json`` (environment + rows) and ``<name>.md`` (environment + table + notes)."""
+    out = Path(out_dir or RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    (out / f"{name}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
+    header = "\n".join(f"- {k}: `{v}`" for k, v in env.items())
+    text = f"# {name}\n\n{header}\n\n{markdown_table(rows, columns)}\n"
+    if notes:
+        text += f"\n{notes.strip()}\n"
+    (out / f"{name}.md").write_text(text)
+    return out / f"{name}.md"
