@@ -32,31 +32,55 @@ from megatron_hybrid.layers.mlp import PostNormMLP, PostNormMLPSubmodules
 from megatron_hybrid.layers.norms import RMSNorm
 
 DEFAULT_SLIDING_WINDOW = 4096
+BACKENDS = ("local", "transformer_engine")
 
 
-def gdn_layer_spec() -> ModuleSpec:
+def linear_modules(backend: str = "local"):
+    """(ColumnParallel, RowParallel) linear classes of a backend (Megatron's ``--transformer-impl`` names).
+
+    ``transformer_engine`` swaps in Megatron's TE linears (same arguments, same math, FP8-capable);
+    everything else in the blocks is the project's own and identical for both backends.
+    """
+    if backend == "local":
+        return ColumnParallelLinear, RowParallelLinear
+    if backend == "transformer_engine":
+        try:
+            import transformer_engine  # noqa: F401
+            from megatron.core.extensions.transformer_engine import TEColumnParallelLinear, TERowParallelLinear
+        except ImportError as err:
+            raise ValueError(
+                "backend='transformer_engine' needs Transformer Engine (pip install 'megatron-hybrid[te]'); "
+                "use backend='local' on machines without it"
+            ) from err
+        return TEColumnParallelLinear, TERowParallelLinear
+    raise ValueError(f"backend={backend!r}: choose one of {BACKENDS}")
+
+
+def gdn_layer_spec(backend: str = "local") -> ModuleSpec:
     """Pre-norm block around the Gated DeltaNet mixer."""
+    column, row = linear_modules(backend)
     return ModuleSpec(
         module=TransformerLayer,
         submodules=TransformerLayerSubmodules(
             input_layernorm=RMSNorm,
             self_attention=ModuleSpec(
                 module=GatedDeltaNet,
-                submodules=GatedDeltaNetSubmodules(in_proj=ColumnParallelLinear, out_proj=RowParallelLinear),
+                submodules=GatedDeltaNetSubmodules(in_proj=column, out_proj=row),
             ),
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=RMSNorm,
             mlp=partial(
                 MLP.as_mlp_submodule,
-                submodules=MLPSubmodules(linear_fc1=ColumnParallelLinear, linear_fc2=RowParallelLinear),
+                submodules=MLPSubmodules(linear_fc1=column, linear_fc2=row),
             ),
             mlp_bda=get_bias_dropout_add,
         ),
     )
 
 
-def attention_layer_spec(sliding_window: int | None = None) -> ModuleSpec:
+def attention_layer_spec(sliding_window: int | None = None, backend: str = "local") -> ModuleSpec:
     """Olmo's post-norm attention block; ``sliding_window`` tokens (query included) or full causal."""
+    column, row = linear_modules(backend)
     return ModuleSpec(
         module=TransformerLayer,
         submodules=TransformerLayerSubmodules(
@@ -64,17 +88,13 @@ def attention_layer_spec(sliding_window: int | None = None) -> ModuleSpec:
             self_attention=ModuleSpec(
                 module=OlmoSelfAttention,
                 params={"sliding_window": sliding_window},
-                submodules=OlmoAttentionSubmodules(
-                    linear_qkv=ColumnParallelLinear, linear_proj=RowParallelLinear, post_norm=RMSNorm
-                ),
+                submodules=OlmoAttentionSubmodules(linear_qkv=column, linear_proj=row, post_norm=RMSNorm),
             ),
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=IdentityOp,
             mlp=partial(
                 PostNormMLP.as_mlp_submodule,
-                submodules=PostNormMLPSubmodules(
-                    linear_fc1=ColumnParallelLinear, linear_fc2=RowParallelLinear, post_norm=RMSNorm
-                ),
+                submodules=PostNormMLPSubmodules(linear_fc1=column, linear_fc2=row, post_norm=RMSNorm),
             ),
             mlp_bda=get_bias_dropout_add,
         ),
@@ -99,12 +119,20 @@ def hybrid_layer_specs(
     vp_stage: int | None = None,
     pp_rank: int | None = None,
     sliding_window: int | None = None,
+    backend: str = "local",
 ) -> TransformerBlockSubmodules:
-    """Specs of this pipeline stage's layers for ``pattern`` (default ``config.hybrid_layer_pattern``)."""
+    """Specs of this pipeline stage's layers for ``pattern`` (default ``config.hybrid_layer_pattern``).
+
+    ``backend``: ``"local"`` (Megatron's own linears; works everywhere) or ``"transformer_engine"``.
+    """
     pattern = pattern or getattr(config, "hybrid_layer_pattern", "")
     window = sliding_window or getattr(config, "sliding_window", None) or DEFAULT_SLIDING_WINDOW
     layers = expand_pattern(pattern, config.num_layers)
-    by_kind = {"G": gdn_layer_spec(), "A": attention_layer_spec(None), "S": attention_layer_spec(window)}
+    by_kind = {
+        "G": gdn_layer_spec(backend),
+        "A": attention_layer_spec(None, backend),
+        "S": attention_layer_spec(window, backend),
+    }
     offset = get_transformer_layer_offset(config, vp_stage, pp_rank)
     count = get_num_layers_to_build(config, vp_stage, pp_rank)
     return TransformerBlockSubmodules(
@@ -112,11 +140,13 @@ def hybrid_layer_specs(
     )
 
 
-def olmo3_layer_specs(config, vp_stage=None, pp_rank=None, sliding_window: int = DEFAULT_SLIDING_WINDOW):
+def olmo3_layer_specs(
+    config, vp_stage=None, pp_rank=None, sliding_window: int = DEFAULT_SLIDING_WINDOW, backend: str = "local"
+):
     """Olmo 3: sliding-window attention, full attention on every fourth layer (S S S A)."""
-    return hybrid_layer_specs(config, "SSSA", vp_stage, pp_rank, sliding_window)
+    return hybrid_layer_specs(config, "SSSA", vp_stage, pp_rank, sliding_window, backend)
 
 
-def olmo_hybrid_layer_specs(config, vp_stage=None, pp_rank=None):
+def olmo_hybrid_layer_specs(config, vp_stage=None, pp_rank=None, backend: str = "local"):
     """Olmo Hybrid: three Gated DeltaNet blocks, then full attention (G G G A)."""
-    return hybrid_layer_specs(config, "GGGA", vp_stage, pp_rank)
+    return hybrid_layer_specs(config, "GGGA", vp_stage, pp_rank, backend=backend)

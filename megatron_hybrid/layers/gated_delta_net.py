@@ -148,8 +148,8 @@ class GatedDeltaNet(MegatronModule):
         projected, _ = self.in_proj(hidden_states)  # [s, b, local parts]
         projected = projected.transpose(0, 1)  # [b, s, .]: the ops' layout
         b, s, _ = projected.shape
-        q, k, v, z, beta_logit, a = projected.split(self.in_proj_sections, dim=-1)
-        qkv = torch.cat([q, k, v], dim=-1)
+        _, _, _, z, beta_logit, a = projected.split(self.in_proj_sections, dim=-1)
+        qkv = projected[..., : self.conv_dim_local_tp]  # q, k, v are adjacent: a view, no copy
         qkv, _ = ops.causal_conv1d(qkv, self.conv1d.weight.squeeze(1), activation="silu", cu_seqlens=cu_seqlens)
         key_local = self.num_key_heads_local_tp * self.key_head_dim
         q, k, v = qkv.split([key_local, key_local, qkv.shape[-1] - 2 * key_local], dim=-1)

@@ -15,12 +15,16 @@ def build_model(
     post_process: bool = True,
     vp_stage: int | None = None,
     pg_collection=None,
+    backend: str = "local",
 ) -> GPTModel:
-    """This pipeline stage's part of the model (the whole model when PP=1)."""
+    """This pipeline stage's part of the model (the whole model when PP=1).
+
+    ``backend="transformer_engine"`` uses Transformer Engine's linears (see ``layer_specs``).
+    """
     tcfg = transformer_config or cfg.transformer_config()
     return GPTModel(
         config=tcfg,
-        transformer_layer_spec=hybrid_layer_specs(tcfg, vp_stage=vp_stage),
+        transformer_layer_spec=hybrid_layer_specs(tcfg, vp_stage=vp_stage, backend=backend),
         vocab_size=cfg.vocab_size,
         max_sequence_length=cfg.max_seq_len,
         pre_process=pre_process,

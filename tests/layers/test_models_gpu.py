@@ -100,3 +100,19 @@ def test_bf16_gpu_gradients_match_fp32(pattern):
     for name, p in gpu.named_parameters():
         err = _rel(p.grad.float().cpu(), ref_grads[name].grad)
         assert err <= 5e-2, f"{name}: {err:.2e}"
+
+
+def test_transformer_engine_backend_matches_local():
+    """Runs only where Transformer Engine is installed (not on the project's machines)."""
+    pytest.importorskip("transformer_engine")
+    init_distributed()
+    cfg = presets.tiny("GSGA", d_model=256, n_heads=4, ffn_hidden=512, gdn_key_head_dim=48, gdn_value_head_dim=96)
+    tcfg = cfg.transformer_config(use_cpu_initialization=False)
+    local = build_model(cfg, tcfg).cuda().eval()
+    te = build_model(cfg, tcfg, backend="transformer_engine").cuda().eval()
+    missing, unexpected = te.load_state_dict(local.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith("_extra_state") for k in missing)
+    ids = torch.randint(0, cfg.vocab_size, (2, 129), device="cuda")
+    pos = torch.arange(129, device="cuda").expand(2, -1)
+    with torch.no_grad():
+        assert _rel(te(ids, pos, None), local(ids, pos, None)) <= 1e-3

@@ -103,3 +103,14 @@ def test_every_divisor_of_thirty_heads_is_a_valid_tp():
 def test_unknown_preset_lists_the_names():
     with pytest.raises(ValueError, match="olmo_hybrid_7b"):
         presets.get("olmo_hybird_7b")
+
+
+def test_transformer_engine_backend_is_refused_clearly_without_te():
+    pytest.importorskip("megatron.core")
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="backend='transformer_engine' needs Transformer Engine"):
+            olmo_hybrid_layer_specs(presets.tiny().transformer_config(), backend="transformer_engine")
+    else:
+        pytest.skip("Transformer Engine is installed here")
