@@ -52,6 +52,7 @@ def build_mixer(spec, tcfg):
 def mcore_gdn(tcfg, ours):
     """Megatron-Core's GatedDeltaNet with the same shapes, and our weights copied in."""
     import fla.ops.common.chunk_o as fla_chunk_o  # noqa: F401  (import error -> skipped)
+    from megatron.core.process_groups_config import ProcessGroupCollection
     from megatron.core.ssm.gated_delta_net import GatedDeltaNet, GatedDeltaNetSubmodules
     from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
@@ -67,10 +68,14 @@ def mcore_gdn(tcfg, ours):
             in_proj=ColumnParallelLinear, out_norm=WrappedTorchNorm, out_proj=RowParallelLinear
         ),
         layer_number=1,
+        pg_collection=ProcessGroupCollection.use_mpu_process_groups(),
     ).cuda()
     with torch.no_grad():
         theirs = dict(module.named_parameters())
-        for name, p in ours.named_parameters():
+        mine = dict(ours.named_parameters())
+        # Their one in_proj holds our two, [q k v z] then [b a], in the same order.
+        mine["in_proj.weight"] = torch.cat([mine.pop("in_proj.weight"), mine.pop("in_proj_ba.weight")])
+        for name, p in mine.items():
             if name in theirs and theirs[name].shape == p.shape:
                 theirs[name].copy_(p)
     return module

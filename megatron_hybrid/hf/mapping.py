@@ -267,9 +267,8 @@ def hf_to_mcore(hf_state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> di
         out[m + "mlp.linear_fc2.weight"] = hf_state[p + "mlp.down_proj.weight"]
         if kind == "G":
             a, s = p + "linear_attn.", m + "self_attention."
-            out[s + "in_proj.weight"] = torch.cat(
-                [hf_state[a + n + "_proj.weight"] for n in ("q", "k", "v", "g", "b", "a")]
-            )
+            out[s + "in_proj.weight"] = torch.cat([hf_state[a + n + "_proj.weight"] for n in ("q", "k", "v", "g")])
+            out[s + "in_proj_ba.weight"] = torch.cat([hf_state[a + n + "_proj.weight"] for n in ("b", "a")])
             out[s + "conv1d.weight"] = hf_state[a + "conv1d.weight"]
             out[s + "A_log"] = hf_state[a + "A_log"]
             out[s + "dt_bias"] = hf_state[a + "dt_bias"]
@@ -308,7 +307,8 @@ def mcore_to_hf(state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> dict[
         out[p + "mlp.down_proj.weight"] = state[m + "mlp.linear_fc2.weight"]
         if kind == "G":
             a, s = p + "linear_attn.", m + "self_attention."
-            parts = state[s + "in_proj.weight"].split([hk * kd, hk * kd, hv * vd, hv * vd, hv, hv])
+            parts = state[s + "in_proj.weight"].split([hk * kd, hk * kd, hv * vd, hv * vd])
+            parts += state[s + "in_proj_ba.weight"].split([hv, hv])
             for name, tensor in zip(("q", "k", "v", "g", "b", "a"), parts):
                 out[a + name + "_proj.weight"] = tensor
             out[a + "conv1d.weight"] = state[s + "conv1d.weight"]

@@ -89,7 +89,10 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """RoPE (non-interleaved halves) in fp32; ``x`` is ``[s, b, h, d]``, ``freqs`` ``[s, 1, 1, d]``."""
-    cos, sin = freqs.float().cos(), freqs.float().sin()
+    # Megatron keeps inv_freq outside the module's buffers: a model built on the CPU and moved
+    # to the GPU still produces CPU frequencies.
+    freqs = freqs.to(device=x.device, dtype=torch.float32)
+    cos, sin = freqs.cos(), freqs.sin()
     h = x.float()
     return (h * cos + rotate_half(h) * sin).to(x.dtype)
 
