@@ -12,6 +12,8 @@ NODES    ?= 1
 DATA     ?=
 CKPT_DIR ?= runs/checkpoints
 TB_DIR   ?= runs/tensorboard
+# `make tensorboard` serves every run under LOGDIR (smoke and pretraining alike).
+LOGDIR   ?= runs
 PYTEST_ARGS ?=
 
 .PHONY: venv test test-gpu smoke lint format bench bench-kernels pretrain-7b pretrain-7b-olmo3 tensorboard clean
@@ -59,7 +61,7 @@ pretrain-7b-olmo3: venv
 	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo3_7b
 
 tensorboard: venv
-	$(VENV)/bin/tensorboard --logdir $(TB_DIR) --bind_all
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -9,7 +9,9 @@ laptop, CI) execute the very same Megatron code paths as a cluster run:
    restore): CUDA RNG calls are redirected to the CPU generator;
 2. ``torch.cuda.current_device()`` (sequence-parallel buffers, rotary embeddings, p2p
    communication): answers ``cpu``;
-3. ``device="cuda"`` literals in the pipeline schedules: rerouted to the CPU;
+3. ``device="cuda"`` literals in the pipeline schedules, the optimizers and grad clipping, the
+   DDP grad buffers, dist_checkpointing's exchange/save helpers and the default causal mask:
+   tensor factories in those modules see a ``torch`` whose ``device="cuda"`` means the CPU;
 4. the optimizer / grad-clip checks ``param.type() == 'torch.cuda.FloatTensor'``: a CPU float32
    tensor reports the CUDA type name (the check is about dtype, not placement);
 5. ``torch.cuda.current_stream()`` / ``torch.cuda.stream()`` in DDP and
@@ -17,6 +19,11 @@ laptop, CI) execute the very same Megatron code paths as a cluster run:
    (CPU work and gloo collectives are synchronous);
 6. Megatron's torch norm refusing ``sequence_parallel=True``: the project uses its own
    :class:`megatron_hybrid.layers.norms.RMSNorm`, which supports it, so nothing is patched.
+
+Not a patch but part of the same story: on gloo the trainer turns off *batched* pipeline p2p
+(``batch_p2p_comm=False``, ``training/engine.py``), because gloo matches messages between a pair
+of ranks by order only and PP=2 interleaved schedules could receive an activation and a gradient
+swapped.
 """
 
 from __future__ import annotations
@@ -47,6 +54,19 @@ class _HostStream:
 
 _HOST_STREAM = _HostStream()
 
+# Modules that create tensors with a literal device="cuda" on paths a CPU run takes.
+_CUDA_LITERAL_MODULES = (
+    "megatron.core.pipeline_parallel.schedules",
+    "megatron.core.optimizer.optimizer",
+    "megatron.core.optimizer.distrib_optimizer",
+    "megatron.core.optimizer.clip_grads",
+    "megatron.core.distributed.param_and_grad_buffer",
+    "megatron.core.dist_checkpointing.exchange_utils",
+    "megatron.core.dist_checkpointing.strategies.state_dict_saver",
+    "megatron.core.transformer.utils",
+    "megatron.core.utils",  # the local (no-apex) multi_tensor_l2norm used for grad norms
+)
+
 
 def _cpu_device(device):
     if isinstance(device, str) and device.startswith("cuda"):
@@ -68,7 +88,8 @@ def _torch_proxy_on_cpu() -> types.ModuleType:
 
         return wrapped
 
-    factories = {name: factory(getattr(torch, name)) for name in ("zeros", "ones", "empty", "tensor", "full")}
+    names = ("zeros", "ones", "empty", "tensor", "full", "empty_like", "zeros_like", "arange")
+    factories = {name: factory(getattr(torch, name)) for name in names}
 
     def getattr_(name):
         return factories.get(name) or getattr(torch, name)
@@ -100,7 +121,8 @@ def enable_cpu_megatron() -> bool:
     if _APPLIED:
         return True
 
-    import megatron.core.pipeline_parallel.schedules as schedules
+    import importlib
+
     import megatron.core.tensor_parallel.random as mcore_random
 
     # 1. RNG: the stock tracker keeps per-name CUDA generator states; point it at the CPU one.
@@ -112,8 +134,10 @@ def enable_cpu_megatron() -> bool:
     # 2. The "current device" is the CPU.
     torch.cuda.current_device = lambda: torch.device("cpu")
 
-    # 3. Tensors the schedules create with device="cuda".
-    schedules.torch = _torch_proxy_on_cpu()
+    # 3. Tensors these modules create with device="cuda".
+    proxy = _torch_proxy_on_cpu()
+    for name in _CUDA_LITERAL_MODULES:
+        importlib.import_module(name).torch = proxy
 
     # 4. dtype checks written as CUDA type names.
     torch.Tensor.type = _reports_cuda_type(torch.Tensor.type)
@@ -121,6 +145,7 @@ def enable_cpu_megatron() -> bool:
     # 5. Streams.
     torch.cuda.current_stream = lambda device=None: _HOST_STREAM
     torch.cuda.stream = lambda stream=None: contextlib.nullcontext()
+    torch.cuda.synchronize = lambda device=None: None
     torch.cuda.synchronize = lambda device=None: None  # dist_checkpointing's save calls it
 
     _APPLIED = True

@@ -1,26 +1,19 @@
 """Process-group set-up shared by the trainer, the converters and the tests.
 
 ``init_distributed`` works under ``torchrun`` (reads RANK/WORLD_SIZE/...), and in a single
-process with no launcher (a one-rank group on a free local port), with NCCL on GPUs and gloo on
-a CPU. It then initialises Megatron's model-parallel groups and seeds the RNG tracker.
+process with no launcher (a one-rank group over an in-process store), with NCCL on GPUs and
+gloo on a CPU. It then initialises Megatron's model-parallel groups and seeds the RNG tracker.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 
 from megatron_hybrid.compat.cpu import enable_cpu_megatron
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def init_distributed(
@@ -33,13 +26,13 @@ def init_distributed(
     enable_cpu_megatron()
     use_cuda = torch.cuda.is_available()
     if not dist.is_initialized():
-        if "RANK" not in os.environ:
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        backend = "nccl" if use_cuda else "gloo"
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        if "RANK" in os.environ:  # under torchrun / srun: the launcher's rendezvous
+            dist.init_process_group(backend=backend)
+        else:  # one process, no launcher: an in-process store, no port to race for
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
     world = dist.get_world_size()
     model_parallel = tensor_model_parallel_size * pipeline_model_parallel_size
     if world % model_parallel:

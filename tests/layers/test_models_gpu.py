@@ -85,28 +85,29 @@ def test_bf16_gpu_model_is_as_close_to_fp32_as_bf16_pytorch(pattern):
 
 
 @pytest.mark.parametrize("pattern", ["GGGA", "SSSA"])
-def test_bf16_gpu_gradients_match_fp32(pattern):
+def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern):
+    """Per parameter: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error + 1e-3."""
     cfg, ref = _model_pair(pattern)
     seq = 257
     ids = torch.randint(0, cfg.vocab_size, (2, seq))
     labels = torch.randint(0, cfg.vocab_size, (2, seq))
     pos = torch.arange(seq).expand(2, -1)
-    ref.train()
 
-    def loss(model, device):
+    def grads(model, device):
         # Cross entropy on the logits: Megatron's fused vocab-parallel loss all-reduces over the
-        # TP group, which NCCL cannot do for the CPU reference.
+        # TP group, which NCCL cannot do for the CPU models.
+        model.train()
+        model.zero_grad(set_to_none=True)
         logits = model(ids.to(device), pos.to(device), None).float()
-        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten())
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten()).backward()
+        return {name: p.grad.float().cpu() for name, p in model.named_parameters()}
 
-    loss(ref, "cpu").backward()
-    gpu = _clone(cfg, ref, "cuda", torch.bfloat16).train()
-    gpu.zero_grad(set_to_none=True)
-    loss(gpu, "cuda").backward()
-    ref_grads = dict(ref.named_parameters())
-    for name, p in gpu.named_parameters():
-        err = _rel(p.grad.float().cpu(), ref_grads[name].grad)
-        assert err <= 5e-2, f"{name}: {err:.2e}"
+    want = grads(ref, "cpu")
+    cpu_bf16 = grads(_clone(cfg, ref, dtype=torch.bfloat16), "cpu")
+    gpu_bf16 = grads(_clone(cfg, ref, "cuda", torch.bfloat16), "cuda")
+    for name, g in want.items():
+        cpu_err, gpu_err = _rel(cpu_bf16[name], g), _rel(gpu_bf16[name], g)
+        assert gpu_err <= 2 * cpu_err + 1e-3, f"{name}: GPU bf16 {gpu_err:.2e} vs CPU bf16 {cpu_err:.2e}"
 
 
 def test_transformer_engine_backend_matches_local():

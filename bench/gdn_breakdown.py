@@ -1,0 +1,69 @@
+"""Per-kernel timing of the chunked gated delta rule (GPU): where the forward and backward time goes.
+
+python bench/gdn_breakdown.py [--shape olmo] [--out DIR]
+"""
+
+# ruff: noqa: B023  (the timed lambdas run inside the loop iteration that defines them)
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import triton
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gdn_kernels import SHAPES, make  # noqa: E402
+
+from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
+from megatron_hybrid.ops.norms import l2norm  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", default="olmo,olmo_tp2", help="comma-separated shape names from bench/gdn_kernels.py")
+    ap.add_argument("--out", default=None, help="folder for gdn_breakdown.json (optional)")
+    args = ap.parse_args()
+    result = {}
+    for name in args.shapes.split(","):
+        B, T, H, K, V, lens = SHAPES[name]
+        q, k, v, g, beta, cu = make(B, T, H, K, V, lens)
+        q, k = l2norm(q), l2norm(k)
+        do = torch.randn_like(v)
+        scale = K**-0.5
+        meta = C._meta(B, T, cu)
+        gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
+        h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, None, False, meta)
+        dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta)
+        dq, dk_part, dw, dgp = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
+        stages = {
+            "wy_fwd (cumsum+solve+w,u)": lambda: C.chunk_wy_fwd(k, v, g, beta, meta),
+            "fwd_h (h, v_new)": lambda: C.chunk_fwd_h(k, w, u, gcum, None, False, meta),
+            "fwd_o": lambda: C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta),
+            "wy_recompute (w,u)": lambda: C.chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai),
+            "bwd_dh (+dv local)": lambda: C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta),
+            "bwd_dqk": lambda: C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta),
+            "wy_bwd": lambda: C.chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta),
+            "l2norm q fwd": lambda: l2norm(q),
+        }
+        res = {}
+        for s, fn in stages.items():
+            fn()
+            res[s] = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+            print(f"{name:10s} {s:36s} {res[s]:.3f} ms", flush=True)
+        kernels = (C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel, C.chunk_bwd_dh_kernel,
+                   C.chunk_bwd_dqk_kernel, C.chunk_wy_bwd_kernel)  # fmt: skip
+        for kern in kernels:
+            print(f"{name:10s} {kern.fn.__name__:36s} best config: {getattr(kern, 'best_config', None)}")
+        result[name] = res
+    if args.out:
+        with open(os.path.join(args.out, "gdn_breakdown.json"), "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

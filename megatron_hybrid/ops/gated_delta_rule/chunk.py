@@ -1,0 +1,187 @@
+"""Chunked gated delta rule with Triton forward and backward: host passes, the autograd Function, the public op.
+
+Forward:  wy (cumsum g, T = (I + A)^-1, w, u)  ->  chunk_h (h per chunk, v_new, final state)  ->  chunk_o (o)
+Backward: wy (w, u again from the kept T)  ->  chunk_h (h per chunk, v_new)  ->  chunk_h backward (dh per chunk, dv2
+          with the intra-chunk part fused in, dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)
+          ->  wy backward (dk, dv, dbeta, dg).
+Only g's chunk-local cumsum and T (fp32, [B, T, HV, 64]) are kept between forward and backward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .chunk_bwd import chunk_bwd_dqk, chunk_bwd_dqk_kernel  # noqa: F401
+from .chunk_h import chunk_bwd_dh, chunk_bwd_dh_kernel, chunk_fwd_h, chunk_fwd_h_kernel  # noqa: F401
+from .chunk_o import chunk_fwd_o, chunk_fwd_o_kernel  # noqa: F401
+from .utils import prepare_chunks
+from .wy import chunk_wy_bwd, chunk_wy_bwd_kernel, chunk_wy_fwd, chunk_wy_fwd_kernel  # noqa: F401
+
+MAX_HEAD_DIM = 256
+
+
+def _meta(B, T, cu_seqlens):
+    N, NT, chunk_indices, chunk_offsets = prepare_chunks(B, T, cu_seqlens)
+    nt_total = NT if cu_seqlens is not None else B * NT
+    return {
+        "N": N,
+        "NT": NT,
+        "NT_total": nt_total,
+        "cu_seqlens": cu_seqlens,
+        "chunk_indices": chunk_indices,
+        "chunk_offsets": chunk_offsets,
+    }
+
+
+def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta):
+    gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
+    h, v_new, final_state = chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
+    del w, u
+    o = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)
+    return o, gcum, Ai, final_state
+
+
+def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta):
+    _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
+    h, v_new, _ = chunk_fwd_h(k, w, u, gcum, initial_state, False, meta)
+    del u
+    dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
+    del w
+    dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
+    del h, dh, v_new
+    dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
+    B, T, H, K = q.shape
+    HV = v.shape[2]
+    if HV != H:
+        dq = dq.view(B, T, H, HV // H, K).sum(3)
+        dk = dk.view(B, T, H, HV // H, K).sum(3)
+    return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dbeta.to(beta.dtype), dh0
+
+
+class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens):
+        B, T = q.shape[:2]
+        meta = _meta(B, T, cu_seqlens)
+        o, gcum, Ai, final_state = chunk_gated_delta_rule_fwd(
+            q, k, v, g, beta, scale, initial_state, output_final_state, meta
+        )
+        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state)
+        ctx.scale = scale
+        ctx.meta = meta
+        ctx.g_dtype = g.dtype
+        return o, final_state
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, beta, gcum, Ai, initial_state = ctx.saved_tensors
+        dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
+            q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
+            None if dht is None else dht.contiguous(), ctx.meta,
+        )  # fmt: skip
+        return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None
+
+
+def check_inputs(q, k, v, g, beta, initial_state, cu_seqlens):
+    """Raise ValueError with a clear message for inputs the kernels do not take."""
+    tensors = {"q": q, "k": k, "v": v, "g": g, "beta": beta}
+    for name, x in tensors.items():
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            f"q, k, v must be [B, T, H, D]; got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if q.shape != k.shape:
+        raise ValueError(f"q and k must have the same shape, got {tuple(q.shape)} and {tuple(k.shape)}")
+    B, T, H, K = k.shape
+    if v.shape[:2] != (B, T):
+        raise ValueError(f"v must be [B, T, HV, V] with B={B}, T={T}; got {tuple(v.shape)}")
+    HV, V = v.shape[2], v.shape[3]
+    if HV % H != 0:
+        raise ValueError(f"value heads ({HV}) must be a multiple of key heads ({H})")
+    if K > MAX_HEAD_DIM or V > MAX_HEAD_DIM:
+        raise ValueError(f"head dims must be <= {MAX_HEAD_DIM}; got K={K}, V={V}")
+    for name, x in (("g", g), ("beta", beta)):
+        if x.shape != (B, T, HV):
+            raise ValueError(f"{name} must be [B, T, HV] = {(B, T, HV)}, got {tuple(x.shape)}")
+    devices = {x.device for x in tensors.values()}
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(str(d) for d in devices)}")
+    if len({q.dtype, k.dtype, v.dtype}) != 1:
+        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise ValueError(f"unsupported dtype {q.dtype}")
+    N = B
+    if cu_seqlens is not None:
+        if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32:
+            raise ValueError(
+                f"cu_seqlens must be an int32 tensor, got {getattr(cu_seqlens, 'dtype', type(cu_seqlens))}"
+            )
+        if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+            raise ValueError("cu_seqlens must be 1-D with at least two entries")
+        if B != 1:
+            raise ValueError(f"with cu_seqlens the batch size must be 1, got B={B}")
+        if cu_seqlens.device != q.device:
+            raise ValueError(f"cu_seqlens is on {cu_seqlens.device}, inputs on {q.device}")
+        offs = cu_seqlens.tolist()
+        if offs[0] != 0 or offs[-1] != T:
+            raise ValueError(f"cu_seqlens must start at 0 and end at T={T}; got {offs[0]} ... {offs[-1]}")
+        if any(b > e for b, e in zip(offs[:-1], offs[1:])):
+            raise ValueError("cu_seqlens must be non-decreasing")
+        N = len(offs) - 1
+    if initial_state is not None:
+        if initial_state.shape != (N, HV, K, V):
+            raise ValueError(f"initial_state must be [N, HV, K, V] = {(N, HV, K, V)}, got {tuple(initial_state.shape)}")
+        if initial_state.device != q.device:
+            raise ValueError(f"initial_state is on {initial_state.device}, inputs on {q.device}")
+
+
+def chunk_gated_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None,
+    use_qk_l2norm: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated delta rule, chunked, Triton forward and backward.
+
+    Args:
+        q, k: ``[B, T, H, K]``; v: ``[B, T, HV, V]`` with HV a multiple of H; K, V <= 256.
+        g: ``[B, T, HV]`` log decay (computed in fp32); beta: ``[B, T, HV]``.
+        scale: defaults to ``K ** -0.5``.
+        initial_state: ``[N, HV, K, V]`` (N = B, or the number of sequences with cu_seqlens), read in fp32.
+        output_final_state: also return the final state ``[N, HV, K, V]`` fp32.
+        cu_seqlens: int32 ``[N + 1]`` offsets of packed sequences (B must be 1); the state resets at each boundary.
+        use_qk_l2norm: L2-normalise q and k per head first (x / sqrt(sum x^2 + 1e-6)).
+
+    Returns:
+        o ``[B, T, HV, V]`` in v's dtype, and the final state or None.
+    """
+    check_inputs(q, k, v, g, beta, initial_state, cu_seqlens)
+    if q.device.type == "cpu":
+        from .utils import is_interpret
+
+        if not is_interpret():
+            raise ValueError(
+                "chunk_gated_delta_rule runs Triton kernels: inputs must be on CUDA (or TRITON_INTERPRET=1)"
+            )
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"the Triton path takes fp32, fp16 or bf16 inputs, got {q.dtype}")
+    scale = k.shape[-1] ** -0.5 if scale is None else float(scale)
+    if use_qk_l2norm:
+        from ..norms import l2norm
+
+        q, k = l2norm(q), l2norm(k)
+    q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
+    g = g.float().contiguous()
+    if initial_state is not None:
+        initial_state = initial_state.float().contiguous()
+    return ChunkGatedDeltaRuleFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)

@@ -1,0 +1,142 @@
+"""The per-chunk backward, in two kernels (README.md derives every term).
+
+``chunk_bwd_dqk``, one program per (K block, chunk, value head), walks V once and accumulates
+``do h^T``, ``v_new dh^T``, ``dv2 h^T`` (its K block) and ``do v_new^T``; from them it writes dq (final), the
+output/state part of dk, dw = -dv2 h^T, and its K block's share of dG.
+``chunk_wy_bwd`` (in wy.py) then takes dw and du = dv2 through the WY representation: dk, dv, dbeta, dg.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
+
+
+@autotune(
+    configs=[triton.Config({"BV": 64}, num_warps=w, num_stages=2) for w in (4, 8)],
+    key=["H", "HV", "K", "V", "BK"],
+)  # fmt: skip
+@triton.jit(do_not_specialize=["T"])
+def chunk_bwd_dqk_kernel(
+    q,
+    k,
+    gcum,
+    h,
+    dh,
+    v_new,
+    dv2,
+    do,
+    dq,
+    dk,
+    dw,
+    dgp,
+    cu_seqlens,
+    chunk_indices,
+    scale,
+    T,
+    TOT,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    i_k, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_hv = i_bh % HV
+    i_h = i_hv // (HV // H)
+    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
+    t0 = bos + i_c * BT
+    o_t = tl.arange(0, BT)
+    Tc = tl.minimum(eos - t0, BT)
+    m_t = o_t < Tc
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    m_tk = m_t[:, None] & m_k[None, :]
+    m_tt = m_t[:, None] & m_t[None, :]
+
+    p_h = h + (i_nt * HV + i_hv) * K * V
+    p_dh = dh + (i_nt * HV + i_hv) * K * V
+    b_dqs = tl.zeros([BT, BK], dtype=tl.float32)  # do h^T
+    b_dks = tl.zeros([BT, BK], dtype=tl.float32)  # v_new dh^T
+    b_dw = tl.zeros([BT, BK], dtype=tl.float32)  # -dv2 h^T
+    b_dov = tl.zeros([BT, BT], dtype=tl.float32)  # do v_new^T
+    b_gh = tl.zeros([BK], dtype=tl.float32)  # sum over V of h * dh
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_tv = m_t[:, None] & m_v[None, :]
+        o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        m_hv = m_k[None, :] & m_v[:, None]
+        b_hT = tl.load(p_h + o_k[None, :] * V + o_v[:, None], mask=m_hv, other=0)  # [BV, BK]
+        b_dhT = tl.load(p_dh + o_k[None, :] * V + o_v[:, None], mask=m_hv, other=0)
+        b_do = tl.load(do + o_tv, mask=m_tv, other=0)
+        b_vn = tl.load(v_new + o_tv, mask=m_tv, other=0)
+        b_dv2 = tl.load(dv2 + o_tv, mask=m_tv, other=0)
+        b_dqs += tl.dot(b_do, b_hT.to(b_do.dtype))
+        b_dks += tl.dot(b_vn, b_dhT.to(b_vn.dtype))
+        b_dw -= tl.dot(b_dv2, b_hT.to(b_dv2.dtype))
+        b_dov += tl.dot(b_do, tl.trans(b_vn.to(b_do.dtype)))
+        b_gh += tl.sum(b_hT.to(tl.float32) * b_dhT.to(tl.float32), 0)
+
+    o_tk = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+    b_q = tl.load(q + o_tk, mask=m_tk, other=0)
+    b_k = tl.load(k + o_tk, mask=m_tk, other=0)
+    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+    b_Gl = tl.load(gcum + (t0 + Tc - 1) * HV + i_hv)
+    b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
+    b_el = tl.where(m_t, tl.exp(b_Gl - b_G), 0.0)
+    m_D = (o_t[:, None] >= o_t[None, :]) & m_tt
+    b_D = tl.exp(tl.where(m_D, b_G[:, None] - b_G[None, :], float("-inf")))
+
+    # o = scale (exp(G) q h + (q k^T * D) v_new)
+    b_dqs = b_dqs * (b_eG * scale)[:, None]
+    b_dP = b_dov * b_D * scale
+    b_dPc = b_dP.to(b_k.dtype)
+    b_dq = b_dqs + tl.dot(b_dPc, b_k)
+    # dP^T q, computed as (q^T dP)^T with q^T loaded from memory: a transposed register tensor as the first dot
+    # operand is miscompiled by Triton 3.6 on Hopper (invalid shared-memory reads; the bug behind fla issue 640)
+    b_qT = tl.load(
+        q + (t0 * H + i_h) * K + o_t[None, :] * (H * K) + o_k[:, None], mask=(o_k < K)[:, None] & m_t[None, :], other=0
+    )
+    b_dk = tl.trans(tl.dot(b_qT, b_dPc))
+    b_M = b_dP * tl.dot(b_q, tl.trans(b_k))
+    b_qf = b_q.to(tl.float32)
+    b_kf = b_k.to(tl.float32)
+    b_dG = tl.sum(b_qf * b_dqs, 1) + tl.sum(b_M, 1) - tl.sum(b_M, 0)
+    # h' = exp(G_l) h + (exp(G_l - G) k)^T v_new
+    b_dks = b_dks * b_el[:, None]
+    b_dk += b_dks
+    b_s = tl.sum(b_kf * b_dks, 1)
+    b_dG -= b_s
+    b_dG += tl.where(o_t == Tc - 1, tl.exp(b_Gl) * tl.sum(b_gh, 0) + tl.sum(b_s, 0), 0.0)
+
+    o_tkv = (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :]
+    tl.store(dq + o_tkv, b_dq.to(dq.dtype.element_ty), mask=m_tk)
+    tl.store(dk + o_tkv, b_dk, mask=m_tk)
+    tl.store(dw + o_tkv, b_dw, mask=m_tk)
+    tl.store(dgp + i_k * TOT + t0 * HV + i_hv + o_t * HV, b_dG, mask=m_t)
+
+
+def chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta):
+    """Returns dq ([B, T, HV, K], final), dk_part (fp32, output/state part), dw (fp32), dG partials [NK, B, T, HV]."""
+    B, T, H, K = q.shape
+    HV, V = do.shape[2], do.shape[3]
+    BK = pick_block(K, 64)
+    NK = triton.cdiv(K, BK)
+    dq = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else q.dtype, device=q.device)
+    dk = torch.empty(B, T, HV, K, dtype=torch.float32, device=q.device)
+    dw = torch.empty(B, T, HV, K, dtype=torch.float32, device=q.device)
+    dgp = torch.empty(NK, B, T, HV, dtype=torch.float32, device=q.device)
+    if is_interpret():
+        chunk_bwd_dqk_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
+    chunk_bwd_dqk_kernel[(NK, meta["NT"], B * HV)](
+        q, k, gcum, h, dh, v_new, dv2, do, dq, dk, dw, dgp, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
+        B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, IS_VARLEN=meta["cu_seqlens"] is not None,
+    )  # fmt: skip
+    return dq, dk, dw, dgp

@@ -1,0 +1,320 @@
+"""The sequential pass over chunks: the state h (forward) and its gradient (backward, fused with the intra-chunk
+part of dv).
+
+One program per (V block, sequence, value head) walks the chunks in order. It holds its K x BV slice of the state in
+fp32 registers as up to four K blocks of BK rows (96 = 3 x 32, 192 = 3 x 64: no padding to a power of two).
+
+Forward, chunk c with h its start state:
+    v_new = u - w h
+    h    <- exp(G_last) h + k^T (exp(G_last - G) v_new)
+Backward, chunk c from the last, dh the gradient of its end state:
+    dv2 = scale (q k^T * D)^T do + (exp(G_last - G) k) dh      (dv2: gradient of v_new; D_ij = exp(G_i - G_j), i >= j)
+    dh <- exp(G_last) dh + scale (exp(G) q)^T do - w^T dv2
+The q k^T product does not depend on the chain through dh, so it overlaps with it. The products with the fp32 state
+take fp32 (tf32) operands: rounding the state to bf16 there cost accuracy with little or no decay (g = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .utils import CHUNK, autotune, is_interpret, pick_block, state_block_k
+
+
+@triton.jit
+def _load_kblock(p, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, stride, TRANS: tl.constexpr):
+    """Rows o_t x K-block i_k of a [T, *, K] tensor as [BT, BK]; TRANS gives [BK, BT]."""
+    o_k = i_k * BK + tl.arange(0, BK)
+    if TRANS:
+        return tl.load(p + o_t[None, :] * stride + o_k[:, None], mask=m_t[None, :] & (o_k < K)[:, None], other=0)
+    else:
+        return tl.load(p + o_t[:, None] * stride + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0)
+
+
+@triton.jit
+def _hblock_ptr(p, i_k, o_v, BK: tl.constexpr, V: tl.constexpr):
+    o_k = i_k * BK + tl.arange(0, BK)
+    return p + o_k[:, None] * V + o_v[None, :]
+
+
+@triton.jit
+def _hblock_mask(i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
+    o_k = i_k * BK + tl.arange(0, BK)
+    return (o_k < K)[:, None] & (o_v < V)[None, :]
+
+
+@triton.jit
+def _seq(i_n, cu_seqlens, chunk_offsets, T, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        bos = (i_n * T).to(tl.int64)
+        eos = bos + T
+        boh = (i_n * tl.cdiv(T, BT)).to(tl.int64)
+    return bos, eos, boh
+
+
+CONFIGS = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in ((32, 4, 2), (64, 4, 2), (16, 4, 2))]
+
+
+@autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "STORE_H"])
+@triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
+def chunk_fwd_h_kernel(
+    k, w, u, gcum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, NSEQ_BUCKET,
+    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):  # fmt: skip
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_hv = i_nh // HV, i_nh % HV
+    i_h = i_hv // (HV // H)
+    bos, eos, boh = _seq(i_n, cu_seqlens, chunk_offsets, T, BT, IS_VARLEN)
+    L = eos - bos
+    NT = tl.cdiv(L, BT)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    o_t = tl.arange(0, BT)
+
+    b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        p_h0 = h0 + (i_n * HV + i_hv).to(tl.int64) * K * V
+        b_h0 += tl.load(_hblock_ptr(p_h0, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
+        if K > BK:
+            b_h1 += tl.load(_hblock_ptr(p_h0, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
+        if K > 2 * BK:
+            b_h2 += tl.load(_hblock_ptr(p_h0, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
+        if K > 3 * BK:
+            b_h3 += tl.load(_hblock_ptr(p_h0, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
+
+    for i_t in range(NT):
+        t0 = bos + i_t * BT
+        m_t = o_t < (L - i_t * BT)
+        m_tv = m_t[:, None] & m_v[None, :]
+        o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        p_w = w + (t0 * HV + i_hv) * K
+        p_k = k + (t0 * H + i_h) * K
+        if STORE_H:
+            p_h = h + ((boh + i_t) * HV + i_hv) * K * V
+            tl.store(_hblock_ptr(p_h, 0, o_v, BK, V), b_h0.to(h.dtype.element_ty), mask=_hblock_mask(0, o_v, BK, K, V))
+            if K > BK:
+                tl.store(
+                    _hblock_ptr(p_h, 1, o_v, BK, V), b_h1.to(h.dtype.element_ty), mask=_hblock_mask(1, o_v, BK, K, V)
+                )
+            if K > 2 * BK:
+                tl.store(
+                    _hblock_ptr(p_h, 2, o_v, BK, V), b_h2.to(h.dtype.element_ty), mask=_hblock_mask(2, o_v, BK, K, V)
+                )
+            if K > 3 * BK:
+                tl.store(
+                    _hblock_ptr(p_h, 3, o_v, BK, V), b_h3.to(h.dtype.element_ty), mask=_hblock_mask(3, o_v, BK, K, V)
+                )
+        b_v = tl.load(u + o_tv, mask=m_tv, other=0).to(tl.float32)
+        b_w = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, False)
+        b_v -= tl.dot(b_w.to(tl.float32), b_h0)
+        b_kT0 = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True)
+        if K > BK:
+            b_w = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, False)
+            b_v -= tl.dot(b_w.to(tl.float32), b_h1)
+            b_kT1 = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True)
+        if K > 2 * BK:
+            b_w = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, False)
+            b_v -= tl.dot(b_w.to(tl.float32), b_h2)
+            b_kT2 = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True)
+        if K > 3 * BK:
+            b_w = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, False)
+            b_v -= tl.dot(b_w.to(tl.float32), b_h3)
+            b_kT3 = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True)
+        if STORE_H:
+            tl.store(v_new + o_tv, b_v.to(v_new.dtype.element_ty), mask=m_tv)
+        b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+        i_last = tl.minimum(L - i_t * BT, BT) - 1
+        b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv)
+        b_vd = tl.where(m_t[:, None], b_v * tl.exp(b_Gl - b_G)[:, None], 0.0)
+        b_dl = tl.exp(b_Gl)
+        b_h0 = b_h0 * b_dl + tl.dot(b_kT0.to(tl.float32), b_vd)
+        if K > BK:
+            b_h1 = b_h1 * b_dl + tl.dot(b_kT1.to(tl.float32), b_vd)
+        if K > 2 * BK:
+            b_h2 = b_h2 * b_dl + tl.dot(b_kT2.to(tl.float32), b_vd)
+        if K > 3 * BK:
+            b_h3 = b_h3 * b_dl + tl.dot(b_kT3.to(tl.float32), b_vd)
+
+    if STORE_HT:
+        p_ht = ht + (i_n * HV + i_hv).to(tl.int64) * K * V
+        tl.store(_hblock_ptr(p_ht, 0, o_v, BK, V), b_h0, mask=_hblock_mask(0, o_v, BK, K, V))
+        if K > BK:
+            tl.store(_hblock_ptr(p_ht, 1, o_v, BK, V), b_h1, mask=_hblock_mask(1, o_v, BK, K, V))
+        if K > 2 * BK:
+            tl.store(_hblock_ptr(p_ht, 2, o_v, BK, V), b_h2, mask=_hblock_mask(2, o_v, BK, K, V))
+        if K > 3 * BK:
+            tl.store(_hblock_ptr(p_ht, 3, o_v, BK, V), b_h3, mask=_hblock_mask(3, o_v, BK, K, V))
+
+
+@autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET"])
+@triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
+def chunk_bwd_dh_kernel(
+    q, k, w, gcum, do, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,
+    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
+):  # fmt: skip
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_hv = i_nh // HV, i_nh % HV
+    i_h = i_hv // (HV // H)
+    bos, eos, boh = _seq(i_n, cu_seqlens, chunk_offsets, T, BT, IS_VARLEN)
+    L = eos - bos
+    NT = tl.cdiv(L, BT)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    o_t = tl.arange(0, BT)
+
+    b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        p_ht = dht + (i_n * HV + i_hv).to(tl.int64) * K * V
+        b_h0 += tl.load(_hblock_ptr(p_ht, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
+        if K > BK:
+            b_h1 += tl.load(_hblock_ptr(p_ht, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
+        if K > 2 * BK:
+            b_h2 += tl.load(_hblock_ptr(p_ht, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
+        if K > 3 * BK:
+            b_h3 += tl.load(_hblock_ptr(p_ht, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
+
+    for i_s in range(NT):
+        i_t = NT - 1 - i_s
+        t0 = bos + i_t * BT
+        m_t = o_t < (L - i_t * BT)
+        m_tv = m_t[:, None] & m_v[None, :]
+        o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        p_h = dh + ((boh + i_t) * HV + i_hv) * K * V
+        tl.store(_hblock_ptr(p_h, 0, o_v, BK, V), b_h0.to(dh.dtype.element_ty), mask=_hblock_mask(0, o_v, BK, K, V))
+        if K > BK:
+            tl.store(_hblock_ptr(p_h, 1, o_v, BK, V), b_h1.to(dh.dtype.element_ty), mask=_hblock_mask(1, o_v, BK, K, V))
+        if K > 2 * BK:
+            tl.store(_hblock_ptr(p_h, 2, o_v, BK, V), b_h2.to(dh.dtype.element_ty), mask=_hblock_mask(2, o_v, BK, K, V))
+        if K > 3 * BK:
+            tl.store(_hblock_ptr(p_h, 3, o_v, BK, V), b_h3.to(dh.dtype.element_ty), mask=_hblock_mask(3, o_v, BK, K, V))
+        b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+        i_last = tl.minimum(L - i_t * BT, BT) - 1
+        b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv)
+        b_kd = tl.where(m_t, tl.exp(b_Gl - b_G), 0.0)
+        b_qd = tl.where(m_t, tl.exp(b_G) * scale, 0.0)
+        p_k = k + (t0 * H + i_h) * K
+        p_q = q + (t0 * H + i_h) * K
+        p_w = w + (t0 * HV + i_hv) * K
+        b_do = tl.load(do + o_tv, mask=m_tv, other=0)
+        b_dv = tl.zeros([BT, BV], dtype=tl.float32)
+        b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
+        b_k = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, False)
+        b_qT0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, True)
+        b_A += tl.dot(b_k, b_qT0)
+        b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h0)
+        if K > BK:
+            b_k = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, False)
+            b_qT1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, True)
+            b_A += tl.dot(b_k, b_qT1)
+            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h1)
+        if K > 2 * BK:
+            b_k = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, False)
+            b_qT2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, True)
+            b_A += tl.dot(b_k, b_qT2)
+            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h2)
+        if K > 3 * BK:
+            b_k = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, False)
+            b_qT3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, True)
+            b_A += tl.dot(b_k, b_qT3)
+            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h3)
+        m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
+        b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
+        b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
+        tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
+        b_dl = tl.exp(b_Gl)
+        b_wT = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, True)
+        b_h0 = b_h0 * b_dl + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+        if K > BK:
+            b_wT = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, True)
+            b_h1 = (
+                b_h1 * b_dl + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+            )
+        if K > 2 * BK:
+            b_wT = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, True)
+            b_h2 = (
+                b_h2 * b_dl + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+            )
+        if K > 3 * BK:
+            b_wT = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, True)
+            b_h3 = (
+                b_h3 * b_dl + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+            )
+
+    if STORE_DH0:
+        p_h0 = dh0 + (i_n * HV + i_hv).to(tl.int64) * K * V
+        tl.store(_hblock_ptr(p_h0, 0, o_v, BK, V), b_h0, mask=_hblock_mask(0, o_v, BK, K, V))
+        if K > BK:
+            tl.store(_hblock_ptr(p_h0, 1, o_v, BK, V), b_h1, mask=_hblock_mask(1, o_v, BK, K, V))
+        if K > 2 * BK:
+            tl.store(_hblock_ptr(p_h0, 2, o_v, BK, V), b_h2, mask=_hblock_mask(2, o_v, BK, K, V))
+        if K > 3 * BK:
+            tl.store(_hblock_ptr(p_h0, 3, o_v, BK, V), b_h3, mask=_hblock_mask(3, o_v, BK, K, V))
+
+
+def _interp_bv(kernel, V: int):
+    if is_interpret():
+        kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
+
+
+def _nseq_bucket(n_programs: int) -> int:
+    return triton.next_power_of_2(max(1, n_programs))
+
+
+def chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
+    """Returns (h [NT, HV, K, V] (state at each chunk start, in k's dtype), v_new, final state fp32 or None)."""
+    B, T, H, K = k.shape
+    HV, V = u.shape[2], u.shape[3]
+    N = meta["N"]
+    BK = state_block_k(K)
+    h = torch.empty(meta["NT_total"], HV, K, V, dtype=k.dtype, device=k.device)
+    v_new = torch.empty_like(u)
+    ht = torch.empty(N, HV, K, V, dtype=torch.float32, device=k.device) if output_final_state else None
+    _interp_bv(chunk_fwd_h_kernel, V)
+
+    def grid(m):
+        return (triton.cdiv(V, m["BV"]), N * HV)
+
+    chunk_fwd_h_kernel[grid](
+        k, w, u, gcum, h, v_new, initial_state, ht, meta["cu_seqlens"], meta["chunk_offsets"], T,
+        _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK,
+        USE_H0=initial_state is not None, STORE_HT=output_final_state, STORE_H=True,
+        IS_VARLEN=meta["cu_seqlens"] is not None,
+    )  # fmt: skip
+    return h, v_new, ht
+
+
+def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
+    """Returns (dv2 [B, T, HV, V], dh [NT, HV, K, V], dh0 or None)."""
+    B, T, H, K = q.shape
+    HV, V = do.shape[2], do.shape[3]
+    N = meta["N"]
+    BK = state_block_k(K)
+    dv2 = torch.empty_like(do)
+    dh = torch.empty(meta["NT_total"], HV, K, V, dtype=q.dtype, device=q.device)
+    dh0 = torch.empty(N, HV, K, V, dtype=torch.float32, device=q.device) if initial_state is not None else None
+    _interp_bv(chunk_bwd_dh_kernel, V)
+
+    def grid(m):
+        return (triton.cdiv(V, m["BV"]), N * HV)
+
+    chunk_bwd_dh_kernel[grid](
+        q, k, w, gcum, do, dv2, dh, dht, dh0, meta["cu_seqlens"], meta["chunk_offsets"], scale, T,
+        _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK,
+        USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=meta["cu_seqlens"] is not None,
+    )  # fmt: skip
+    return dv2, dh, dh0

@@ -1,0 +1,80 @@
+"""Shared host helpers for the gated-delta-rule kernels: block sizes, chunk indices for packed sequences, autotune."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+CHUNK = 64  # tokens per chunk (BT in the kernels)
+
+
+def is_interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def autotune(configs: list[triton.Config], key: list[str], **kwargs):
+    """triton.autotune, but with a single fixed config under the interpreter (several configs fail without a driver)
+    or when MEGATRON_HYBRID_AUTOTUNE=0 (quick GPU test runs: the first config of each list is the default)."""
+    if is_interpret() or os.environ.get("MEGATRON_HYBRID_AUTOTUNE", "1") == "0":
+        configs = configs[:1]
+    return triton.autotune(configs=configs, key=key, **kwargs)
+
+
+def pick_block(dim: int, max_block: int = 64) -> int:
+    """Largest power-of-two block <= max_block (>= 16) that divides ``dim`` exactly, so that 96 and 192 are tiled by
+    32 and 64 with no masked waste; if none divides it, the smallest power of two that covers it (capped)."""
+    b = max_block
+    while b >= 16:
+        if dim % b == 0:
+            return b
+        b //= 2
+    return min(max_block, max(16, triton.next_power_of_2(dim)))
+
+
+def state_block_k(K: int) -> int:
+    """Block over K for the sequential state kernels, which hold all of K in at most four register blocks."""
+    for b in (64, 32, 16):
+        if K % b == 0 and K // b <= 4:
+            return b
+    return 64 if K > 128 else max(16, triton.next_power_of_2(triton.cdiv(K, 4)))
+
+
+def prepare_chunks(B: int, T: int, cu_seqlens: torch.Tensor | None, chunk: int = CHUNK):
+    """Return (num_seqs, chunks_in_grid, chunk_indices [NT, 2] int32 or None, chunk_offsets [N+1] int32 or None).
+
+    Without cu_seqlens every sequence has T tokens and the kernels derive everything from the program ids.
+    With cu_seqlens the chunk list is built here (one host sync, as with any varlen op).
+    """
+    if cu_seqlens is None:
+        return B, triton.cdiv(T, chunk), None, None
+    lens = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    n_chunks = [triton.cdiv(n, chunk) for n in lens]
+    idx = [(n, c) for n, nc in enumerate(n_chunks) for c in range(nc)]
+    dev = cu_seqlens.device
+    chunk_indices = torch.tensor(idx if idx else [(0, 0)], dtype=torch.int32, device=dev)
+    offs = [0]
+    for nc in n_chunks:
+        offs.append(offs[-1] + nc)
+    chunk_offsets = torch.tensor(offs, dtype=torch.int32, device=dev)
+    return len(lens), len(idx), chunk_indices, chunk_offsets
+
+
+@triton.jit
+def chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Program -> (chunk index within its sequence, bos, eos, global chunk index = row of h)."""
+    i_b = i_bh // HV
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int32)
+        i_c = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int32)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        i_nt = i_t.to(tl.int64)  # global chunk index = row of h
+    else:
+        i_c = i_t
+        bos = (i_b * T).to(tl.int64)
+        eos = bos + T
+        i_nt = (i_b * tl.cdiv(T, BT) + i_t).to(tl.int64)
+    return i_c, bos, eos, i_nt

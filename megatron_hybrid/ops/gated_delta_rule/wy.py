@@ -1,0 +1,310 @@
+"""The WY representation of a chunk: forward (cumsum, solve, w and u) and backward (through w, u, T and A).
+
+Forward, one program per (chunk, value head), BT = 64:
+    G = cumsum(g) within the chunk;  A_ij = beta_i (k_i . k_j) exp(G_i - G_j) for i > j;  T = (I + A)^-1
+    w = T (beta exp(G) k),  u = T (beta v)
+The unit-lower-triangular inverse: the four 16x16 diagonal blocks by forward substitution (15 steps, the four
+chains interleaved), then the blocks below them by block substitution with 16x16 fp32 dots. T is kept (fp32) for
+the backward.
+
+Backward (``chunk_wy_bwd``), given dw (fp32) and du = dv2:
+    dv = beta (T^T du);  dT = dw Xw^T + du Xu^T;  dA = -T^T dT T^T (strict lower);  then dk, dbeta, dG, and
+    dg = reverse cumsum of dG within the chunk (with the dG shares from ``chunk_bwd_dqk``).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
+
+
+@triton.jit
+def _dot32(a, b):
+    return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
+def _load_tile(p_base, i_a, i_b, o_i, Tc, S: tl.constexpr):
+    m = ((i_a * 16 + o_i) < Tc)[:, None] & ((i_b * 16 + o_i) < Tc)[None, :]
+    return tl.load(p_base + (i_a * 16 + o_i)[:, None] * S + (i_b * 16 + o_i)[None, :], mask=m, other=0.0)
+
+
+@triton.jit
+def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
+    m = ((i_a * 16 + o_i) < Tc)[:, None] & ((i_b * 16 + o_i) < Tc)[None, :]
+    tl.store(p_base + (i_a * 16 + o_i)[:, None] * S + (i_b * 16 + o_i)[None, :], b_X, mask=m)
+
+
+@autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
+    key=["H", "HV", "K", "V", "BK", "BV", "SOLVE"],
+)
+@triton.jit(do_not_specialize=["T"])
+def chunk_wy_fwd_kernel(
+    k,
+    v,
+    g,
+    beta,
+    gcum,
+    Ai,
+    w,
+    u,
+    cu_seqlens,
+    chunk_indices,
+    T,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    SOLVE: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_hv = i_bh % HV
+    i_h = i_hv // (HV // H)
+    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
+    t0 = bos + i_c * BT
+    Tc = tl.minimum(eos - t0, BT)
+    o_t = tl.arange(0, BT)
+    m_t = o_t < Tc
+    m_tt = m_t[:, None] & m_t[None, :]
+
+    p_k = k + (t0 * H + i_h) * K
+    p_v = v + (t0 * HV + i_hv) * V
+    p_w = w + (t0 * HV + i_hv) * K
+    p_u = u + (t0 * HV + i_hv) * V
+    p_A = Ai + (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
+    b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
+    if SOLVE:
+        b_g = tl.load(g + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
+        b_G = tl.cumsum(b_g, 0)
+        tl.store(gcum + t0 * HV + i_hv + o_t * HV, b_G, mask=m_t)
+        b_A = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0)
+            b_A += tl.dot(b_k, tl.trans(b_k))
+        m_A = (o_t[:, None] > o_t[None, :]) & m_tt
+        b_A = b_A * b_beta[:, None] * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))
+        tl.store(p_A, b_A, mask=m_t[:, None])
+        tl.debug_barrier()
+        # the four 16x16 diagonal blocks by forward substitution, interleaved so that their chains overlap;
+        # row r of each block is read back from memory (L1) rather than extracted from registers
+        o_i = tl.arange(0, 16)
+        S = HV * BT
+        p_A0 = Ai + (t0 * HV + i_hv) * BT
+        b_T0 = tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)
+        b_T1 = b_T0
+        b_T2 = b_T0
+        b_T3 = b_T0
+        for r in range(1, 16):
+            b_a0 = tl.load(p_A0 + r * S + o_i, mask=(r < Tc) & (o_i < r), other=0.0)
+            b_a1 = tl.load(p_A0 + (16 + r) * S + 16 + o_i, mask=(16 + r < Tc) & (o_i < r), other=0.0)
+            b_a2 = tl.load(p_A0 + (32 + r) * S + 32 + o_i, mask=(32 + r < Tc) & (o_i < r), other=0.0)
+            b_a3 = tl.load(p_A0 + (48 + r) * S + 48 + o_i, mask=(48 + r < Tc) & (o_i < r), other=0.0)
+            m_r = o_i[:, None] == r
+            b_T0 = tl.where(m_r, b_T0 - tl.sum(b_a0[:, None] * b_T0, 0)[None, :], b_T0)
+            b_T1 = tl.where(m_r, b_T1 - tl.sum(b_a1[:, None] * b_T1, 0)[None, :], b_T1)
+            b_T2 = tl.where(m_r, b_T2 - tl.sum(b_a2[:, None] * b_T2, 0)[None, :], b_T2)
+            b_T3 = tl.where(m_r, b_T3 - tl.sum(b_a3[:, None] * b_T3, 0)[None, :], b_T3)
+        # off-diagonal blocks: X_ij = -T_ii sum_{m=j}^{i-1} A_im X_mj
+        b_A10 = _load_tile(p_A0, 1, 0, o_i, Tc, S)
+        b_A20 = _load_tile(p_A0, 2, 0, o_i, Tc, S)
+        b_A21 = _load_tile(p_A0, 2, 1, o_i, Tc, S)
+        b_A30 = _load_tile(p_A0, 3, 0, o_i, Tc, S)
+        b_A31 = _load_tile(p_A0, 3, 1, o_i, Tc, S)
+        b_A32 = _load_tile(p_A0, 3, 2, o_i, Tc, S)
+        b_T10 = -_dot32(b_T1, _dot32(b_A10, b_T0))
+        b_T21 = -_dot32(b_T2, _dot32(b_A21, b_T1))
+        b_T32 = -_dot32(b_T3, _dot32(b_A32, b_T2))
+        b_T20 = -_dot32(b_T2, _dot32(b_A20, b_T0) + _dot32(b_A21, b_T10))
+        b_T31 = -_dot32(b_T3, _dot32(b_A31, b_T1) + _dot32(b_A32, b_T21))
+        b_T30 = -_dot32(b_T3, _dot32(b_A30, b_T0) + _dot32(b_A31, b_T10) + _dot32(b_A32, b_T20))
+        tl.debug_barrier()
+        _store_tile(p_A0, b_T0, 0, 0, o_i, Tc, S)
+        _store_tile(p_A0, b_T1, 1, 1, o_i, Tc, S)
+        _store_tile(p_A0, b_T2, 2, 2, o_i, Tc, S)
+        _store_tile(p_A0, b_T3, 3, 3, o_i, Tc, S)
+        _store_tile(p_A0, b_T10, 1, 0, o_i, Tc, S)
+        _store_tile(p_A0, b_T20, 2, 0, o_i, Tc, S)
+        _store_tile(p_A0, b_T21, 2, 1, o_i, Tc, S)
+        _store_tile(p_A0, b_T30, 3, 0, o_i, Tc, S)
+        _store_tile(p_A0, b_T31, 3, 1, o_i, Tc, S)
+        _store_tile(p_A0, b_T32, 3, 2, o_i, Tc, S)
+        tl.debug_barrier()
+        b_T = tl.load(p_A, mask=m_tt, other=0.0)
+    else:
+        b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+        b_T = tl.load(p_A, mask=m_tt, other=0.0)
+
+    b_gb = b_beta * tl.exp(b_G)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = m_t[:, None] & (o_k < K)[None, :]
+        b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_k, other=0).to(tl.float32)
+        b_w = tl.dot(b_T, b_k * b_gb[:, None])
+        tl.store(p_w + o_t[:, None] * (HV * K) + o_k[None, :], b_w.to(w.dtype.element_ty), mask=m_k)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = m_t[:, None] & (o_v < V)[None, :]
+        b_v = tl.load(p_v + o_t[:, None] * (HV * V) + o_v[None, :], mask=m_v, other=0).to(tl.float32)
+        b_u = tl.dot(b_T, b_v * b_beta[:, None])
+        tl.store(p_u + o_t[:, None] * (HV * V) + o_v[None, :], b_u.to(u.dtype.element_ty), mask=m_v)
+
+
+def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None):
+    """Returns (gcum fp32 [B,T,HV], Ai fp32 [B,T,HV,BT], w [B,T,HV,K], u [B,T,HV,V]).
+
+    With gcum and Ai given (the backward), the solve is skipped and only w, u are recomputed.
+    """
+    B, T, H, K = k.shape
+    HV, V = v.shape[2], v.shape[3]
+    solve = Ai is None
+    if solve:
+        gcum = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
+        Ai = torch.empty(B, T, HV, CHUNK, dtype=torch.float32, device=k.device)
+    w = torch.empty(B, T, HV, K, dtype=k.dtype, device=k.device)
+    u = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device)
+    BK = pick_block(K, 64)
+    BV = pick_block(V, 128 if is_interpret() else 64)
+    chunk_wy_fwd_kernel[(meta["NT"], B * HV)](
+        k, v, g, beta, gcum, Ai, w, u, meta["cu_seqlens"], meta["chunk_indices"], T,
+        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, SOLVE=solve, IS_VARLEN=meta["cu_seqlens"] is not None,
+    )  # fmt: skip
+    return gcum, Ai, w, u
+
+
+@autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
+    key=["H", "HV", "K", "V", "BK", "BV", "NK"],
+)
+@triton.jit(do_not_specialize=["T"])
+def chunk_wy_bwd_kernel(
+    k,
+    v,
+    beta,
+    gcum,
+    Ai,
+    dw,
+    dv2,
+    dk_part,
+    dgp,
+    dk,
+    dv,
+    dbeta,
+    dg,
+    cu_seqlens,
+    chunk_indices,
+    T,
+    TOT,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    NK: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_hv = i_bh % HV
+    i_h = i_hv // (HV // H)
+    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
+    t0 = bos + i_c * BT
+    Tc = tl.minimum(eos - t0, BT)
+    o_t = tl.arange(0, BT)
+    m_t = o_t < Tc
+    m_tt = m_t[:, None] & m_t[None, :]
+
+    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+    b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
+    # T and T^T both loaded from memory: never tl.trans a register tensor into the first operand of tl.dot (Triton 3.6
+    # on Hopper miscompiles it)
+    p_T = Ai + (t0 * HV + i_hv) * BT
+    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_tt, other=0.0)
+    b_TT = tl.load(p_T + o_t[None, :] * (HV * BT) + o_t[:, None], mask=m_tt, other=0.0)
+    b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
+    b_gb = b_beta * b_eG
+    b_dT = tl.zeros([BT, BT], dtype=tl.float32)
+    b_kk = tl.zeros([BT, BT], dtype=tl.float32)
+    b_db = tl.zeros([BT], dtype=tl.float32)
+    b_dG = tl.zeros([BT], dtype=tl.float32)
+    for i_s in range(NK):
+        b_dG += tl.load(dgp + i_s * TOT + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+
+    # u = T (beta v): dv = beta T^T du, dT += du (beta v)^T
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_tv = m_t[:, None] & (o_v < V)[None, :]
+        o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        b_v = tl.load(v + o_tv, mask=m_tv, other=0).to(tl.float32)
+        b_du = tl.load(dv2 + o_tv, mask=m_tv, other=0).to(tl.float32)
+        b_dT += tl.dot(b_du, tl.trans(b_v * b_beta[:, None]))
+        b_dXu = tl.dot(b_TT, b_du)
+        tl.store(dv + o_tv, (b_dXu * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)
+        b_db += tl.sum(b_dXu * b_v, 1)
+    # w = T (beta exp(G) k): dT += dw Xw^T; and k k^T for A
+    for i_k in range(NK):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_tk = m_t[:, None] & (o_k < K)[None, :]
+        b_k = tl.load(k + (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
+        b_dw = tl.load(dw + (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :], mask=m_tk, other=0)
+        b_kf = b_k.to(tl.float32)
+        b_dT += tl.dot(b_dw, tl.trans(b_kf * b_gb[:, None]))
+        b_kk += tl.dot(b_k, tl.trans(b_k))
+    # T = (I + A)^-1: dA = -T^T dT T^T on the strict lower triangle; A_ij = beta_i (k_i . k_j) exp(G_i - G_j)
+    b_dA = -tl.dot(tl.dot(b_TT, b_dT), tl.trans(b_T))
+    m_A = (o_t[:, None] > o_t[None, :]) & m_tt
+    b_E = tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))
+    b_B = b_dA * b_E
+    b_db += tl.sum(b_B * b_kk, 1)
+    b_dAA = b_B * b_kk * b_beta[:, None]
+    b_dG += tl.sum(b_dAA, 1) - tl.sum(b_dAA, 0)
+    b_Bb = b_B * b_beta[:, None]
+    for i_k in range(NK):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_tk = m_t[:, None] & (o_k < K)[None, :]
+        p_k = k + (t0 * H + i_h) * K
+        b_kf = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0).to(tl.float32)
+        b_kT = tl.load(p_k + o_t[None, :] * (H * K) + o_k[:, None], mask=(o_k < K)[:, None] & m_t[None, :], other=0).to(
+            tl.float32
+        )
+        o_tk = (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :]
+        b_dw = tl.load(dw + o_tk, mask=m_tk, other=0)
+        b_dk = tl.load(dk_part + o_tk, mask=m_tk, other=0)
+        b_dXw = tl.dot(b_TT, b_dw)
+        b_dk += b_dXw * b_gb[:, None] + tl.dot(b_Bb, b_kf) + tl.trans(tl.dot(b_kT, b_Bb))
+        b_r = tl.sum(b_kf * b_dXw, 1)
+        b_db += b_eG * b_r
+        b_dG += b_gb * b_r
+        tl.store(dk + o_tk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    # g enters through the chunk-local cumsum G: dg_j = sum_{i >= j} dG_i
+    b_dg = b_dG - tl.cumsum(b_dG, 0) + tl.sum(b_dG, 0)
+    tl.store(dg + t0 * HV + i_hv + o_t * HV, b_dg, mask=m_t)
+    tl.store(dbeta + t0 * HV + i_hv + o_t * HV, b_db.to(dbeta.dtype.element_ty), mask=m_t)
+
+
+def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta):
+    """Returns dk ([B, T, HV, K]), dv, dbeta (fp32), dg (fp32)."""
+    B, T, H, K = k.shape
+    HV, V = v.shape[2], v.shape[3]
+    BK = pick_block(K, 64)
+    NK = triton.cdiv(K, BK)
+    assert dgp.shape[0] == NK
+    BV = pick_block(V, 128 if is_interpret() else 64)
+    dk = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else k.dtype, device=k.device)
+    dv = torch.empty_like(v)
+    dbeta = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
+    dg = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
+    chunk_wy_bwd_kernel[(meta["NT"], B * HV)](
+        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk, dv, dbeta, dg, meta["cu_seqlens"], meta["chunk_indices"],
+        T, B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, NK=NK, IS_VARLEN=meta["cu_seqlens"] is not None,
+    )  # fmt: skip
+    return dk, dv, dbeta, dg

@@ -1,0 +1,193 @@
+"""Per-head L2 norm and the gated RMSNorm of the GDN output, each with a Triton forward/backward and a torch path.
+
+``l2norm(x)``: x / sqrt(sum(x^2) + eps) over the last dim (fp32 math, x's dtype out).
+``gated_rms_norm(x, gate, weight)``: exactly transformers' Qwen3NextRMSNormGated:
+    h = x.float(); h = h * rsqrt(mean(h^2) + eps); h = weight * h.to(x.dtype)
+    out = (h * silu(gate.float())).to(x.dtype)
+Dispatch: Triton when the tensors are on CUDA (or TRITON_INTERPRET=1), torch otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from .gated_delta_rule.utils import is_interpret
+
+
+def use_triton(x: torch.Tensor) -> bool:
+    return x.is_cuda or is_interpret()
+
+
+# ----------------------------------------------------------------------------------------------------------- l2norm
+def l2norm_torch(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+@triton.jit
+def l2norm_fwd_kernel(x, y, rstd, M, eps, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
+    o_m = tl.program_id(0) * BM + tl.arange(0, BM)
+    o_d = tl.arange(0, BD)
+    m = (o_m < M)[:, None] & (o_d < D)[None, :]
+    p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
+    b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
+    b_r = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) + eps)
+    tl.store(y + p, (b_x * b_r[:, None]).to(y.dtype.element_ty), mask=m)
+    tl.store(rstd + o_m, b_r, mask=o_m < M)
+
+
+@triton.jit
+def l2norm_bwd_kernel(x, rstd, dy, dx, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
+    o_m = tl.program_id(0) * BM + tl.arange(0, BM)
+    o_d = tl.arange(0, BD)
+    m = (o_m < M)[:, None] & (o_d < D)[None, :]
+    p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
+    b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
+    b_dy = tl.load(dy + p, mask=m, other=0).to(tl.float32)
+    b_r = tl.load(rstd + o_m, mask=o_m < M, other=0)
+    b_y = b_x * b_r[:, None]
+    b_dx = b_r[:, None] * (b_dy - b_y * tl.sum(b_dy * b_y, 1)[:, None])
+    tl.store(dx + p, b_dx.to(dx.dtype.element_ty), mask=m)
+
+
+def _rows(D: int) -> tuple[int, int]:
+    BD = triton.next_power_of_2(D)
+    return BD, max(1, min(64, 2048 // BD))  # <= 16 fp32 values per thread per live tile at 4 warps
+
+
+class L2NormFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, eps):
+        shape = x.shape
+        x2 = x.contiguous().view(-1, shape[-1])
+        M, D = x2.shape
+        y = torch.empty_like(x2)
+        rstd = torch.empty(M, dtype=torch.float32, device=x.device)
+        BD, BM = _rows(D)
+        l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x2, y, rstd, M, eps, D=D, BM=BM, BD=BD)
+        ctx.save_for_backward(x2, rstd)
+        return y.view(shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, rstd = ctx.saved_tensors
+        M, D = x2.shape
+        dx = torch.empty_like(x2)
+        BD, BM = _rows(D)
+        l2norm_bwd_kernel[(triton.cdiv(M, BM),)](x2, rstd, dy.contiguous().view(M, D), dx, M, D=D, BM=BM, BD=BD)
+        return dx.view(dy.shape), None
+
+
+def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x / sqrt(sum(x^2) + eps) over the last dim."""
+    if not x.is_floating_point():
+        raise ValueError(f"l2norm needs a floating-point tensor, got {x.dtype}")
+    if use_triton(x):
+        return L2NormFunction.apply(x, eps)
+    return l2norm_torch(x, eps)
+
+
+# ------------------------------------------------------------------------------------------------- gated RMSNorm
+def gated_rms_norm_torch(x, gate, weight, eps: float = 1e-5):
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    h = weight * h.to(x.dtype)
+    return (h * F.silu(gate.float())).to(x.dtype)
+
+
+@triton.jit
+def gated_rms_norm_fwd_kernel(
+    x, gate, weight, y, rstd, M, eps, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, H_DTYPE: tl.constexpr
+):
+    o_m = tl.program_id(0) * BM + tl.arange(0, BM)
+    o_d = tl.arange(0, BD)
+    m = (o_m < M)[:, None] & (o_d < D)[None, :]
+    p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
+    b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
+    b_g = tl.load(gate + p, mask=m, other=0).to(tl.float32)
+    b_w = tl.load(weight + o_d, mask=o_d < D, other=0)
+    b_r = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) / D + eps)
+    # the same roundings as the torch module: normalised x in x's dtype, times weight in the promoted dtype
+    b_n = (b_x * b_r[:, None]).to(x.dtype.element_ty)
+    b_h = (b_w[None, :].to(H_DTYPE) * b_n.to(H_DTYPE)).to(tl.float32)
+    b_y = b_h * b_g * tl.sigmoid(b_g)
+    tl.store(y + p, b_y.to(y.dtype.element_ty), mask=m)
+    tl.store(rstd + o_m, b_r, mask=o_m < M)
+
+
+@triton.jit
+def gated_rms_norm_bwd_kernel(
+    x, gate, weight, rstd, dy, dx, dgate, dw, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr
+):
+    i_p = tl.program_id(0)
+    o_m = i_p * BM + tl.arange(0, BM)
+    o_d = tl.arange(0, BD)
+    m = (o_m < M)[:, None] & (o_d < D)[None, :]
+    p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
+    b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
+    b_g = tl.load(gate + p, mask=m, other=0).to(tl.float32)
+    b_dy = tl.load(dy + p, mask=m, other=0).to(tl.float32)
+    b_w = tl.load(weight + o_d, mask=o_d < D, other=0).to(tl.float32)
+    b_r = tl.load(rstd + o_m, mask=o_m < M, other=0)
+    b_n = b_x * b_r[:, None]
+    b_sg = tl.sigmoid(b_g)
+    b_s = b_g * b_sg
+    b_h = b_n * b_w[None, :]
+    b_dh = b_dy * b_s
+    tl.store(dgate + p, (b_dy * b_h * b_sg * (1 + b_g * (1 - b_sg))).to(dgate.dtype.element_ty), mask=m)
+    tl.store(dw + i_p * D + o_d, tl.sum(b_dh * b_n, 0), mask=o_d < D)
+    b_dn = b_dh * b_w[None, :]
+    b_dx = b_r[:, None] * (b_dn - b_n * (tl.sum(b_dn * b_n, 1) / D)[:, None])
+    tl.store(dx + p, b_dx.to(dx.dtype.element_ty), mask=m)
+
+
+_TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+
+class GatedRMSNormFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gate, weight, eps):
+        shape = x.shape
+        D = shape[-1]
+        x2, g2 = x.contiguous().view(-1, D), gate.contiguous().view(-1, D)
+        M = x2.shape[0]
+        y = torch.empty_like(x2)
+        rstd = torch.empty(M, dtype=torch.float32, device=x.device)
+        BD, BM = _rows(D)
+        h_dtype = _TL[torch.promote_types(weight.dtype, x.dtype)]
+        gated_rms_norm_fwd_kernel[(triton.cdiv(M, BM),)](
+            x2, g2, weight.contiguous(), y, rstd, M, eps, D=D, BM=BM, BD=BD, H_DTYPE=h_dtype
+        )
+        ctx.save_for_backward(x2, g2, weight, rstd)
+        ctx.gate_dtype = gate.dtype
+        return y.view(shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, g2, weight, rstd = ctx.saved_tensors
+        M, D = x2.shape
+        BD, BM = _rows(D)
+        n_prog = triton.cdiv(M, BM)
+        dx = torch.empty_like(x2)
+        dgate = torch.empty_like(g2)
+        dw = torch.empty(n_prog, D, dtype=torch.float32, device=x2.device)
+        gated_rms_norm_bwd_kernel[(n_prog,)](
+            x2, g2, weight.contiguous(), rstd, dy.contiguous().view(M, D), dx, dgate, dw, M, D=D, BM=BM, BD=BD
+        )
+        return dx.view(dy.shape), dgate.view(dy.shape), dw.sum(0).to(weight.dtype), None
+
+
+def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """RMSNorm(x) * weight * silu(gate) over the last dim (Qwen3NextRMSNormGated / Olmo Hybrid's GDN output norm)."""
+    if x.shape != gate.shape:
+        raise ValueError(f"x and gate must have the same shape, got {tuple(x.shape)} and {tuple(gate.shape)}")
+    if weight.shape != (x.shape[-1],):
+        raise ValueError(f"weight must be [{x.shape[-1]}], got {tuple(weight.shape)}")
+    if use_triton(x):
+        if x.dtype not in _TL or weight.dtype not in _TL:
+            raise ValueError(f"unsupported dtypes x={x.dtype}, weight={weight.dtype}")
+        return GatedRMSNormFunction.apply(x, gate, weight, eps)
+    return gated_rms_norm_torch(x, gate, weight, eps)

@@ -1,0 +1,116 @@
+"""Triton gated-delta-rule kernels on the CPU (TRITON_INTERPRET=1), fp32/fp16, against the naive fp64 recurrence.
+
+o and final state: relative error <= 1e-5 (fp32); every gradient (q, k, v, g, beta, initial state) <= 1e-4.
+Shapes are tiny: the interpreter runs a 64x64 dot in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/ops/test_triton_interpreter.py"
+
+from megatron_hybrid.ops import (  # noqa: E402
+    chunk_gated_delta_rule,
+    fused_recurrent_gated_delta_rule,
+    gated_delta_rule,
+    naive_recurrent_gated_delta_rule,
+)
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    assert torch.isfinite(a).all()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def inputs(B, T, H, HV, K, V, dtype=torch.float32, N=None, h0=True, seed=0, g_lo=-1.0, beta_hi=2.0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen).to(dtype)
+    k = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1).to(dtype)
+    v = torch.randn(B, T, HV, V, generator=gen).to(dtype)
+    g = g_lo * torch.rand(B, T, HV, generator=gen)
+    beta = (beta_hi * torch.rand(B, T, HV, generator=gen)).to(dtype)
+    N = B if N is None else N
+    s0 = torch.randn(N, HV, K, V, generator=gen) if h0 else None
+    return q, k, v, g, beta, s0
+
+
+def compare(q, k, v, g, beta, s0, cu=None, l2=False, tol_o=1e-5, tol_g=1e-4, fn=chunk_gated_delta_rule):
+    xs = [q, k, v, g, beta] + ([s0] if s0 is not None else [])
+    ours = [x.clone().requires_grad_() for x in xs]
+    refs = [x.detach().double().requires_grad_() for x in xs]
+    o, st = fn(*ours[:5], initial_state=ours[5] if s0 is not None else None, output_final_state=True,
+               cu_seqlens=cu, use_qk_l2norm=l2)  # fmt: skip
+    o_r, st_r = naive_recurrent_gated_delta_rule(*refs[:5], initial_state=refs[5] if s0 is not None else None,
+                                                 output_final_state=True, cu_seqlens=cu, use_qk_l2norm=l2)  # fmt: skip
+    assert rel(o, o_r) <= tol_o and rel(st, st_r) <= tol_o, (rel(o, o_r), rel(st, st_r))
+    gen = torch.Generator().manual_seed(1)
+    do = torch.randn(o.shape, generator=gen)
+    dst = torch.randn(st.shape, generator=gen)
+    ((o.float() * do).sum() + (st * dst).sum()).backward()
+    ((o_r * do.double()).sum() + (st_r * dst.double()).sum()).backward()
+    errs = {n: rel(a.grad, r.grad) for n, a, r in zip(["dq", "dk", "dv", "dg", "dbeta", "dh0"], ours, refs)}
+    assert max(errs.values()) <= tol_g, errs
+
+
+@pytest.mark.parametrize(
+    "shape,l2",
+    [((2, 75, 1, 2, 32, 48), False), ((1, 63, 2, 2, 16, 16), True), ((1, 1, 1, 1, 16, 32), False),
+     ((1, 130, 1, 1, 96, 40), True)],
+    ids=["gva-T75", "T63-l2norm", "T1", "K96-T130"],
+)  # fmt: skip
+def test_chunk_fp32_vs_naive(shape, l2):
+    compare(*inputs(*shape, seed=sum(shape)), l2=l2)
+
+
+def test_chunk_large_head_dims():
+    """K = 192 and 256 (three and four 64-wide K blocks in the state kernels), V = 256."""
+    compare(*inputs(1, 40, 1, 1, 192, 16, seed=2))
+    compare(*inputs(1, 20, 1, 1, 256, 256, seed=3, h0=False))
+
+
+def test_chunk_strong_decay_and_g0():
+    compare(*inputs(1, 70, 1, 1, 32, 32, seed=4, g_lo=-20.0))
+    compare(*inputs(1, 70, 1, 1, 32, 32, seed=5, g_lo=0.0))
+
+
+def test_chunk_varlen_equals_loop():
+    lens = [1, 63, 3, 83]
+    cu = torch.tensor([0, 1, 64, 67, 150], dtype=torch.int32)
+    q, k, v, g, beta, s0 = inputs(1, sum(lens), 1, 2, 32, 24, N=len(lens), seed=6)
+    compare(q, k, v, g, beta, s0, cu=cu)
+    o, st = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True, cu_seqlens=cu)
+    for n in range(len(lens)):
+        sl = slice(int(cu[n]), int(cu[n + 1]))
+        o_n, st_n = chunk_gated_delta_rule(q[:, sl], k[:, sl], v[:, sl], g[:, sl], beta[:, sl],
+                                           initial_state=s0[n : n + 1], output_final_state=True)  # fmt: skip
+        assert rel(o[:, sl], o_n) < 1e-6 and rel(st[n : n + 1], st_n) < 1e-6
+
+
+def test_chunk_state_chaining():
+    q, k, v, g, beta, s0 = inputs(1, 100, 1, 1, 32, 32, seed=7)
+    o, st = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True)
+    o1, st1 = chunk_gated_delta_rule(q[:, :37], k[:, :37], v[:, :37], g[:, :37], beta[:, :37], initial_state=s0,
+                                     output_final_state=True)  # fmt: skip
+    o2, st2 = chunk_gated_delta_rule(q[:, 37:], k[:, 37:], v[:, 37:], g[:, 37:], beta[:, 37:], initial_state=st1,
+                                     output_final_state=True)  # fmt: skip
+    assert rel(torch.cat([o1, o2], 1), o) < 1e-5 and rel(st2, st) < 1e-5
+
+
+def test_chunk_fp16():
+    compare(*inputs(1, 70, 1, 1, 32, 32, dtype=torch.float16, seed=8), tol_o=2e-3, tol_g=5e-3)
+
+
+def test_dispatch_and_fused_recurrent():
+    q, k, v, g, beta, s0 = inputs(2, 30, 1, 2, 16, 32, seed=9)
+    o1, s1 = gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True, use_qk_l2norm=True)
+    o2, s2 = fused_recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True,
+                                              use_qk_l2norm=True)  # fmt: skip
+    o3, s3 = naive_recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True,
+                                              use_qk_l2norm=True)  # fmt: skip
+    assert rel(o1, o3) < 1e-5 and rel(s1, s3) < 1e-5 and rel(o2, o3) < 1e-5 and rel(s2, s3) < 1e-5

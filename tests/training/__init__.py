@@ -1,0 +1,1 @@
+"""Tests of the trainer, its launch configs and entry points."""

@@ -1,0 +1,134 @@
+"""Fast checks without processes: config loading and errors, presets, dry run, spike test, compare."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from megatron_hybrid.training.config import CONFIG_DIR, TrainConfig, load_config, parse_overrides
+from megatron_hybrid.training.stability import NonFiniteLossError, SpikeDetector
+
+
+def test_overrides_are_typed_and_unknown_keys_fail():
+    cfg = load_config(
+        "smoke",
+        parse_overrides(
+            [
+                "--lr",
+                "1e-3",
+                "--train-iters=7",
+                "--bf16",
+                "false",
+                "--model-overrides.n_layers",
+                "8",
+                "--sequence-parallel",
+            ]
+        ),
+    )
+    assert cfg.lr == 1e-3 and cfg.train_iters == 7 and cfg.bf16 is False and cfg.sequence_parallel is True
+    assert cfg.model_overrides == {"vocab_size": 320, "n_layers": 8}
+    with pytest.raises(ValueError, match="unknown config key 'learning_rate'"):
+        load_config("smoke", {"learning_rate": "1"})
+    with pytest.raises(ValueError, match="train_iters: cannot read 'ten' as int"):
+        load_config("smoke", {"train_iters": "ten"})
+
+
+def test_unknown_key_in_yaml_fails(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: tiny_hybrid\nmicro_batch: 2\n")
+    with pytest.raises(ValueError, match="unknown config key 'micro_batch' in .*bad.yaml"):
+        load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_batch_that_does_not_divide_fails():
+    cfg = TrainConfig(train_iters=1, global_batch_size=6, micro_batch_size=4)
+    with pytest.raises(
+        ValueError, match="global_batch_size 6 is not divisible by micro_batch_size 4 x data-parallel size 1"
+    ):
+        cfg.check(world_size=1)
+    with pytest.raises(ValueError, match="world size 3 is not divisible"):
+        TrainConfig(train_iters=1, tensor_model_parallel_size=2).check(world_size=3)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("_")))
+def test_every_preset_resolves_and_validates(name):
+    from megatron_hybrid.training import model as model_api
+
+    cfg = load_config(name)
+    world = cfg.tensor_model_parallel_size * cfg.pipeline_model_parallel_size
+    cfg.check(world_size=world)
+    mcfg = model_api.model_config(cfg.model, cfg.model_overrides)
+    mcfg.validate(
+        cfg.tensor_model_parallel_size, cfg.pipeline_model_parallel_size, cfg.virtual_pipeline_model_parallel_size
+    )
+
+
+def test_7b_arms_share_recipe_and_fit_80gb():
+    from megatron_hybrid.training import model as model_api
+    from megatron_hybrid.training.estimate import memory_estimate
+
+    hybrid, olmo3 = load_config("olmo_hybrid_7b"), load_config("olmo3_7b")
+    a, b = hybrid.to_dict(), olmo3.to_dict()
+    assert {k for k in a if a[k] != b[k]} == {"model"}
+    assert hybrid.resolved_train_iters() == olmo3.resolved_train_iters()
+    for cfg in (hybrid, olmo3):
+        for world in (8, 512):  # one node, 64 nodes
+            mem = memory_estimate(cfg, model_api.model_config(cfg.model), world)
+            assert mem["total"] < 70, (cfg.model, world, mem)
+
+
+def test_dry_run_prints_layout_params_flops_memory(capsys):
+    from megatron_hybrid import train
+
+    train.main(["--config", "olmo_hybrid_7b", "--dry-run", "--world-size", "64"])
+    out = capsys.readouterr().out
+    assert "7,430,870,688 parameters" in out
+    assert "world 64 = TP 2 x PP 1 x DP 32" in out
+    assert "FLOPs/token     44.0" in out or "FLOPs/token     44.1" in out
+    assert "memory/GPU" in out and '"lr": 0.0003' in out
+
+
+def test_spike_detector_skips_spikes_and_stops_on_nonfinite():
+    d = SpikeDetector(sigma=6.0, window=128, min_history=20, max_nonfinite=3)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        assert d.judge(3.0 + 0.01 * rng.standard_normal(), 1.0 + 0.01 * rng.standard_normal()) is None
+    assert d.judge(3.5, 1.0) == "loss spike"
+    assert d.judge(3.0, 5.0) == "grad_norm spike"
+    assert d.judge(float("nan"), 1.0) == "nonfinite"
+    assert d.judge(3.0, 1.0) is None  # a finite step resets the NaN streak
+    d2 = SpikeDetector(max_nonfinite=3)
+    d2.judge(float("inf"), 1.0)
+    d2.judge(1.0, float("nan"))
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
+        d2.judge(float("nan"), float("nan"))
+    state = d.state_dict()
+    d3 = SpikeDetector()
+    d3.load_state_dict(state)
+    assert d3.state_dict() == state
+
+
+def test_token_efficiency():
+    from megatron_hybrid.compare import describe, token_efficiency
+
+    tokens = np.linspace(1, 100, 100)
+    a = (tokens, 3.0 / np.sqrt(tokens))  # reaches b's final loss earlier
+    b = (tokens, 3.3 / np.sqrt(tokens))
+    eff = token_efficiency(a, b, ("hybrid", "olmo3"))
+    assert eff["better"] == "hybrid"
+    # 3/sqrt(t) = 0.33 at t = (3/0.33)^2 = 82.6 tokens: 17.4% fewer than 100.
+    assert math.isclose(eff["fewer_tokens_fraction"], 1 - (3.0 / 0.33) ** 2 / 100, rel_tol=1e-3)
+    assert "fewer tokens" in describe(eff)
+
+
+def test_checkpoint_compatibility_messages(tmp_path):
+    from megatron_hybrid.training.checkpoint import CheckpointMismatchError, check_compatible
+
+    meta = {"model_config": {"d_model": 48, "n_layers": 4}, "layout": {"tensor_model_parallel_size": 1}}
+    check_compatible(meta, {"d_model": 48, "n_layers": 4}, {"tensor_model_parallel_size": 1}, False, tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="another model.*d_model: checkpoint 48 vs run 64"):
+        check_compatible(meta, {"d_model": 64, "n_layers": 4}, {"tensor_model_parallel_size": 1}, False, tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="another parallel layout.*tensor_model_parallel_size"):
+        check_compatible(meta, {"d_model": 48, "n_layers": 4}, {"tensor_model_parallel_size": 2}, False, tmp_path)
+    check_compatible(meta, {"d_model": 48, "n_layers": 4}, {"tensor_model_parallel_size": 2}, True, tmp_path)
