@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print("\n" + compare.describe(eff))
     print(f"\nsmoke done in {time.perf_counter() - t0:.0f} s")
-    print(f"  TensorBoard:  {out / 'tensorboard'}   (make tensorboard TB_DIR={out / 'tensorboard'})")
+    print(f"  TensorBoard:  {out / 'tensorboard'}   (make tensorboard LOGDIR={out / 'tensorboard'})")
     print(f"  checkpoints:  {out / 'checkpoints'}")
     print(f"  comparison:   {png}")
     return {"results": results, "efficiency": eff, "png": str(png)}

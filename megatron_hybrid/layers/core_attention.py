@@ -25,7 +25,7 @@ def causal_attention(
         k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
     if window is None or window >= seq:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-    if q.is_cuda and _flex_attention() is not None:
+    if q.is_cuda and _flex_supports(q.shape[-1]) and _flex_attention() is not None:
         return _flex_sliding_window(q, k, v, scale, window)
     return banded_sliding_window(q, k, v, scale, window)
 
@@ -51,6 +51,11 @@ def banded_sliding_window(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sca
             )
         )
     return torch.cat(outputs, dim=2)
+
+
+def _flex_supports(head_dim: int) -> bool:
+    """FlexAttention's Triton kernels take power-of-two head dims of at least 16."""
+    return head_dim >= 16 and head_dim & (head_dim - 1) == 0
 
 
 @functools.cache

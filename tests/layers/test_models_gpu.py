@@ -36,20 +36,14 @@ def test_flex_sliding_window_matches_banded(dtype, seq, window):
     assert _rel(got, want) <= tol
 
 
-def _model_pair(pattern):
+# Head dims that fill no Triton block (12 / 24, as in `make smoke`) and ones that do (64; 48 / 96).
+SMALL = dict(d_model=48, n_heads=4, ffn_hidden=96, sliding_window=7, gdn_key_head_dim=12, gdn_value_head_dim=24)
+MEDIUM = dict(d_model=256, n_heads=4, ffn_hidden=512, sliding_window=64, gdn_key_head_dim=48, gdn_value_head_dim=96)
+
+
+def _model_pair(pattern, dims=MEDIUM):
     init_distributed()
-    cfg = presets.tiny(
-        pattern,
-        d_model=256,
-        n_heads=4,
-        ffn_hidden=512,
-        n_layers=4,
-        sliding_window=64,
-        gdn_num_key_heads=4,
-        gdn_key_head_dim=48,
-        gdn_value_head_dim=96,
-        max_seq_len=1024,
-    )
+    cfg = presets.tiny(pattern, n_layers=4, gdn_num_key_heads=4, max_seq_len=1024, **dims)
     torch.manual_seed(0)
     ref = build_model(cfg, cfg.transformer_config(use_cpu_initialization=True)).eval()
     with torch.no_grad():
@@ -85,9 +79,10 @@ def test_bf16_gpu_model_is_as_close_to_fp32_as_bf16_pytorch(pattern):
 
 
 @pytest.mark.parametrize("pattern", ["GGGA", "SSSA"])
-def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern):
+@pytest.mark.parametrize("dims", [MEDIUM, SMALL], ids=["medium", "small"])
+def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern, dims):
     """Per parameter: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error + 1e-3."""
-    cfg, ref = _model_pair(pattern)
+    cfg, ref = _model_pair(pattern, dims)
     seq = 257
     ids = torch.randint(0, cfg.vocab_size, (2, seq))
     labels = torch.randint(0, cfg.vocab_size, (2, seq))
