@@ -4,8 +4,10 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-# megatron-core >= 0.17 needs Python >= 3.12: take python3.12 from PATH, else from pyenv.
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | tail -n1)
+# megatron-core >= 0.17 needs Python >= 3.12: the first python3.12 that runs, from the PATH or
+# from pyenv's versions (a pyenv shim on the PATH may exist and still refuse to run).
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12.*/bin/python3.12; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
 # 7B launch variables (see launch/README.md).
 NODES    ?= 1

@@ -251,80 +251,82 @@ def check_hf_state(hf_state: dict[str, torch.Tensor], cfg: HybridModelConfig) ->
         raise ValueError("the HF checkpoint does not match its config:\n  " + "\n  ".join(lines))
 
 
+# One-to-one tensors: (HF name, Megatron name). Model-level names are absolute; per-layer names are
+# relative to ``model.layers.<i>.`` / ``decoder.layers.<i>.``. Fused tensors are handled in code.
+MODEL_RENAMES = (
+    ("model.embed_tokens.weight", "embedding.word_embeddings.weight"),
+    ("model.norm.weight", "decoder.final_layernorm.weight"),
+    ("lm_head.weight", "output_layer.weight"),
+)
+LAYER_RENAMES = {
+    "G": (
+        ("linear_attn.conv1d.weight", "self_attention.conv1d.weight"),
+        ("linear_attn.A_log", "self_attention.A_log"),
+        ("linear_attn.dt_bias", "self_attention.dt_bias"),
+        ("linear_attn.o_norm.weight", "self_attention.out_norm.weight"),
+        ("linear_attn.o_proj.weight", "self_attention.out_proj.weight"),
+        ("input_layernorm.weight", "input_layernorm.weight"),
+        ("post_attention_layernorm.weight", "pre_mlp_layernorm.weight"),
+        ("mlp.down_proj.weight", "mlp.linear_fc2.weight"),
+    ),
+    "A": (
+        ("self_attn.q_norm.weight", "self_attention.q_norm.weight"),
+        ("self_attn.k_norm.weight", "self_attention.k_norm.weight"),
+        ("self_attn.o_proj.weight", "self_attention.linear_proj.weight"),
+        ("post_attention_layernorm.weight", "self_attention.post_norm.weight"),
+        ("post_feedforward_layernorm.weight", "mlp.post_norm.weight"),
+        ("mlp.down_proj.weight", "mlp.linear_fc2.weight"),
+    ),
+}
+LAYER_RENAMES["S"] = LAYER_RENAMES["A"]
+GDN_IN_PROJ = ("q", "k", "v", "g")  # -> self_attention.in_proj, in this order
+GDN_IN_PROJ_BA = ("b", "a")  # -> self_attention.in_proj_ba
+
+
+def _renames(cfg: HybridModelConfig):
+    """Every one-to-one (HF name, Megatron name) pair of ``cfg``."""
+    yield from MODEL_RENAMES
+    for i, kind in enumerate(cfg.layer_types()):
+        for hf, mcore in LAYER_RENAMES[kind]:
+            yield f"model.layers.{i}.{hf}", f"decoder.layers.{i}.{mcore}"
+
+
 def hf_to_mcore(hf_state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> dict[str, torch.Tensor]:
     """HF tensors -> the TP=1 ``GPTModel`` state dict of ``cfg``."""
     check_hf_state(hf_state, cfg)
-    out = {
-        "embedding.word_embeddings.weight": hf_state["model.embed_tokens.weight"],
-        "decoder.final_layernorm.weight": hf_state["model.norm.weight"],
-        "output_layer.weight": hf_state["lm_head.weight"],
-    }
+    out = {mcore: hf_state[hf] for hf, mcore in _renames(cfg)}
     for i, kind in enumerate(cfg.layer_types()):
         p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
         out[m + "mlp.linear_fc1.weight"] = torch.cat(
             [hf_state[p + "mlp.gate_proj.weight"], hf_state[p + "mlp.up_proj.weight"]]
         )
-        out[m + "mlp.linear_fc2.weight"] = hf_state[p + "mlp.down_proj.weight"]
         if kind == "G":
             a, s = p + "linear_attn.", m + "self_attention."
-            out[s + "in_proj.weight"] = torch.cat([hf_state[a + n + "_proj.weight"] for n in ("q", "k", "v", "g")])
-            out[s + "in_proj_ba.weight"] = torch.cat([hf_state[a + n + "_proj.weight"] for n in ("b", "a")])
-            out[s + "conv1d.weight"] = hf_state[a + "conv1d.weight"]
-            out[s + "A_log"] = hf_state[a + "A_log"]
-            out[s + "dt_bias"] = hf_state[a + "dt_bias"]
-            out[s + "out_norm.weight"] = hf_state[a + "o_norm.weight"]
-            out[s + "out_proj.weight"] = hf_state[a + "o_proj.weight"]
-            out[m + "input_layernorm.weight"] = hf_state[p + "input_layernorm.weight"]
-            out[m + "pre_mlp_layernorm.weight"] = hf_state[p + "post_attention_layernorm.weight"]
+            out[s + "in_proj.weight"] = torch.cat([hf_state[f"{a}{n}_proj.weight"] for n in GDN_IN_PROJ])
+            out[s + "in_proj_ba.weight"] = torch.cat([hf_state[f"{a}{n}_proj.weight"] for n in GDN_IN_PROJ_BA])
         else:
-            a, s = p + "self_attn.", m + "self_attention."
-            out[s + "linear_qkv.weight"] = _qkv_interleave(
-                hf_state[a + "q_proj.weight"],
-                hf_state[a + "k_proj.weight"],
-                hf_state[a + "v_proj.weight"],
-                cfg.kv_heads,
-            )
-            out[s + "q_norm.weight"] = hf_state[a + "q_norm.weight"]
-            out[s + "k_norm.weight"] = hf_state[a + "k_norm.weight"]
-            out[s + "linear_proj.weight"] = hf_state[a + "o_proj.weight"]
-            out[s + "post_norm.weight"] = hf_state[p + "post_attention_layernorm.weight"]
-            out[m + "mlp.post_norm.weight"] = hf_state[p + "post_feedforward_layernorm.weight"]
+            a = p + "self_attn."
+            q, k, v = (hf_state[f"{a}{n}_proj.weight"] for n in ("q", "k", "v"))
+            out[m + "self_attention.linear_qkv.weight"] = _qkv_interleave(q, k, v, cfg.kv_heads)
     return out
 
 
 def mcore_to_hf(state: dict[str, torch.Tensor], cfg: HybridModelConfig) -> dict[str, torch.Tensor]:
     """The TP=1 ``GPTModel`` state dict of ``cfg`` -> HF tensors (exact inverse of ``hf_to_mcore``)."""
-    out = {
-        "model.embed_tokens.weight": state["embedding.word_embeddings.weight"],
-        "model.norm.weight": state["decoder.final_layernorm.weight"],
-        "lm_head.weight": state["output_layer.weight"],
-    }
+    out = {hf: state[mcore] for hf, mcore in _renames(cfg)}
     hk, hv, kd, vd = cfg.gdn_key_heads, cfg.gdn_value_heads, cfg.gdn_k_dim, cfg.gdn_v_dim
     for i, kind in enumerate(cfg.layer_types()):
         p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
-        gate, up = state[m + "mlp.linear_fc1.weight"].chunk(2)
-        out[p + "mlp.gate_proj.weight"], out[p + "mlp.up_proj.weight"] = gate, up
-        out[p + "mlp.down_proj.weight"] = state[m + "mlp.linear_fc2.weight"]
+        out[p + "mlp.gate_proj.weight"], out[p + "mlp.up_proj.weight"] = state[m + "mlp.linear_fc1.weight"].chunk(2)
         if kind == "G":
             a, s = p + "linear_attn.", m + "self_attention."
             parts = state[s + "in_proj.weight"].split([hk * kd, hk * kd, hv * vd, hv * vd])
             parts += state[s + "in_proj_ba.weight"].split([hv, hv])
-            for name, tensor in zip(("q", "k", "v", "g", "b", "a"), parts):
-                out[a + name + "_proj.weight"] = tensor
-            out[a + "conv1d.weight"] = state[s + "conv1d.weight"]
-            out[a + "A_log"] = state[s + "A_log"]
-            out[a + "dt_bias"] = state[s + "dt_bias"]
-            out[a + "o_norm.weight"] = state[s + "out_norm.weight"]
-            out[a + "o_proj.weight"] = state[s + "out_proj.weight"]
-            out[p + "input_layernorm.weight"] = state[m + "input_layernorm.weight"]
-            out[p + "post_attention_layernorm.weight"] = state[m + "pre_mlp_layernorm.weight"]
+            for name, tensor in zip(GDN_IN_PROJ + GDN_IN_PROJ_BA, parts):
+                out[f"{a}{name}_proj.weight"] = tensor
         else:
-            a, s = p + "self_attn.", m + "self_attention."
-            q, k, v = _qkv_split(state[s + "linear_qkv.weight"], cfg.kv_heads, cfg.n_heads * cfg.attn_head_dim)
+            a = p + "self_attn."
+            qkv = state[m + "self_attention.linear_qkv.weight"]
+            q, k, v = _qkv_split(qkv, cfg.kv_heads, cfg.n_heads * cfg.attn_head_dim)
             out[a + "q_proj.weight"], out[a + "k_proj.weight"], out[a + "v_proj.weight"] = q, k, v
-            out[a + "q_norm.weight"] = state[s + "q_norm.weight"]
-            out[a + "k_norm.weight"] = state[s + "k_norm.weight"]
-            out[a + "o_proj.weight"] = state[s + "linear_proj.weight"]
-            out[p + "post_attention_layernorm.weight"] = state[s + "post_norm.weight"]
-            out[p + "post_feedforward_layernorm.weight"] = state[m + "mlp.post_norm.weight"]
     return {k: v.contiguous() for k, v in out.items()}

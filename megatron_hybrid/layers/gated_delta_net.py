@@ -84,32 +84,23 @@ class GatedDeltaNet(MegatronModule):
         self.allow_neg_eigval = config.linear_allow_neg_eigval
         self.norm_eps = config.linear_norm_eps
 
-        self.in_proj = build_module(
-            submodules.in_proj,
-            config.hidden_size,
-            sum(self.in_proj_sections) * tp_size,
-            config=config,
-            init_method=config.init_method,
-            gather_output=False,
-            bias=False,
-            skip_bias_add=False,
-            is_expert=False,
-            tp_comm_buffer_name="gdn_in",
-            tp_group=self.tp_group,
-        )
-        self.in_proj_ba = build_module(
-            submodules.in_proj,
-            config.hidden_size,
-            sum(self.in_proj_ba_sections) * tp_size,
-            config=config,
-            init_method=config.init_method,
-            gather_output=False,
-            bias=False,
-            skip_bias_add=False,
-            is_expert=False,
-            tp_comm_buffer_name="gdn_in_ba",
-            tp_group=self.tp_group,
-        )
+        def input_projection(sections, buffer_name):
+            return build_module(
+                submodules.in_proj,
+                config.hidden_size,
+                sum(sections) * tp_size,
+                config=config,
+                init_method=config.init_method,
+                gather_output=False,
+                bias=False,
+                skip_bias_add=False,
+                is_expert=False,
+                tp_comm_buffer_name=buffer_name,
+                tp_group=self.tp_group,
+            )
+
+        self.in_proj = input_projection(self.in_proj_sections, "gdn_in")
+        self.in_proj_ba = input_projection(self.in_proj_ba_sections, "gdn_in_ba")
         dtype = config.params_dtype
         self.conv1d = torch.nn.Conv1d(
             self.conv_dim_local_tp,
