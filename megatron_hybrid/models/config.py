@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +89,6 @@ class HybridModelConfig:
     gdn_a_log_range: tuple[float, float] = (0.0, 16.0)
     gdn_dt_range: tuple[float, float] = (1e-3, 0.1)
     gdn_dt_init_floor: float = 1e-4
-    extra: dict = field(default_factory=dict)
 
     # ---- derived -------------------------------------------------------------------------
     @property
@@ -198,7 +197,7 @@ class HybridModelConfig:
             raise ValueError(
                 f"n_layers={self.n_layers} does not split evenly into pipeline_model_parallel_size={pp}"
                 + (f" x virtual_pipeline_model_parallel_size={vp}" if vp else "")
-                + f" = {stages} stages; use a stage count in {[d for d in _divisors(self.n_layers)]}"
+                + f" = {stages} stages; use a stage count in {_divisors(self.n_layers)}"
             )
 
     # ---- Megatron ------------------------------------------------------------------------
