@@ -17,8 +17,13 @@ TB_DIR   ?= runs/tensorboard
 # `make tensorboard` serves every run under LOGDIR (smoke and pretraining alike).
 LOGDIR   ?= runs
 PYTEST_ARGS ?=
+# The small-scale ladder (launch/ladder/README.md); LADDER_ARGS="--dry-run" prints the plan.
+SIZES       ?= 60m 100m
+ARMS        ?= transformer hybrid gdn
+MINUTES     ?= 20
+LADDER_ARGS ?=
 
-.PHONY: venv test test-gpu smoke lint format bench bench-kernels pretrain-7b pretrain-7b-olmo3 tensorboard clean
+.PHONY: venv test test-gpu smoke lint format bench bench-kernels ladder pretrain-7b pretrain-7b-olmo3 tensorboard clean
 
 venv: $(VENV)/.installed
 
@@ -55,6 +60,9 @@ bench-kernels: venv
 
 bench: venv bench-kernels
 	$(PY) bench/layers.py
+
+ladder: venv
+	$(PY) -m launch.ladder.run --sizes $(SIZES) --arms $(ARMS) --minutes $(MINUTES) $(LADDER_ARGS)
 
 pretrain-7b: venv
 	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo_hybrid_7b

@@ -59,6 +59,12 @@ class TrainConfig:
     lr_decay_style: str = field(
         default="cosine", metadata={"help": "cosine | linear | constant | inverse-square-root | WSD"}
     )
+    lr_wsd_decay_iters: int | None = field(
+        default=None, metadata={"help": "WSD: steps of the final decay (Megatron's --lr-wsd-decay-iters)"}
+    )
+    lr_wsd_decay_style: str = field(
+        default="linear", metadata={"help": "WSD final decay: linear | cosine | exponential | minus_sqrt"}
+    )
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW decoupled weight decay"})
     no_weight_decay_params: list = field(
         default_factory=lambda: ["*word_embeddings.weight"],
@@ -164,6 +170,12 @@ class TrainConfig:
             raise ValueError(f"data_dtype must be uint16|uint32|int32|int64, got {self.data_dtype!r}")
         if self.recompute_granularity not in (None, "selective", "full"):
             raise ValueError(f"recompute_granularity must be null|selective|full, got {self.recompute_granularity!r}")
+        if self.lr_decay_style == "WSD" and self.lr_wsd_decay_iters is None:
+            raise ValueError("lr_decay_style=WSD needs lr_wsd_decay_iters (steps of the final decay)")
+        if self.lr_wsd_decay_style not in ("linear", "cosine", "exponential", "minus_sqrt"):
+            raise ValueError(
+                f"lr_wsd_decay_style must be linear|cosine|exponential|minus_sqrt, got {self.lr_wsd_decay_style!r}"
+            )
         if self.sequence_parallel and tp == 1:
             raise ValueError("sequence_parallel needs tensor_model_parallel_size > 1")
         if self.virtual_pipeline_model_parallel_size is not None and pp < 2:

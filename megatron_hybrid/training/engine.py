@@ -143,6 +143,8 @@ def build_scheduler(cfg: TrainConfig, optimizer) -> OptimizerParamScheduler:
         lr_warmup_steps=cfg.lr_warmup_iters,
         lr_decay_steps=max(decay, cfg.lr_warmup_iters + 1),
         lr_decay_style=cfg.lr_decay_style,
+        wsd_decay_steps=cfg.lr_wsd_decay_iters,
+        lr_wsd_decay_style=cfg.lr_wsd_decay_style,
         start_wd=cfg.weight_decay,
         end_wd=cfg.weight_decay,
         wd_incr_steps=max(train_iters, 1),
