@@ -1,0 +1,114 @@
+"""Model-level speed: the trainer's real step (optimizer included) for the hybrid and the baseline.
+
+Each arm runs ``python -m megatron_hybrid.train`` under torchrun on this machine's GPUs, on random
+tokens (a flat uint32 .npy, so no data set is needed), for a few steps; the step-time scalars the
+trainer writes to TensorBoard (tokens/s, TFLOP/s per GPU, MFU against 989 TFLOP/s, peak memory)
+are read back, warm-up steps dropped, and the medians reported for both arms of the same run:
+
+    python bench/model_step.py --gpus 4                          # full 32-layer 7B arms, trainer's layout
+    python bench/model_step.py --gpus 1 --layers 8                # same widths, reduced depth, one GPU
+    python bench/model_step.py --gpus 4 -- --tensor-model-parallel-size 4 --recompute-granularity full
+
+Arguments after ``--`` go to the trainer unchanged (its flag names). Results:
+``bench/results/model_step.{json,md}`` (``--name`` changes the file name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import report  # noqa: E402
+
+from megatron_hybrid.compare import read_curve  # noqa: E402
+
+TAGS = {
+    "tokens_per_s": "perf/tokens_per_s",
+    "tflops_per_gpu": "perf/tflops_per_gpu",
+    "mfu": "perf/mfu",
+    "peak_memory_gib": "perf/peak_memory_gib",
+}
+
+
+def random_tokens(path: Path, count: int, vocab: int, seed: int = 0) -> Path:
+    """A flat uint32 token file (OLMo's .npy format) of uniform random ids below ``vocab``."""
+    tokens = np.random.default_rng(seed).integers(0, vocab, size=count, dtype=np.uint32)
+    np.save(path, tokens)
+    return path
+
+
+def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
+    tb = workdir / f"tb_{arm}"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.gpus}",
+        "-m", "megatron_hybrid.train", "--config", arm,
+        "--data-path", str(data), "--data-format", "npy", "--data-dtype", "uint32",
+        "--seq-length", str(args.seq), "--micro-batch-size", str(args.micro_batch),
+        "--global-batch-size", str(args.global_batch), "--train-iters", str(args.steps),
+        "--log-interval", "1", "--eval-interval", "0", "--save-interval", str(10**9),
+        "--split", "100,0,0", "--tensorboard-dir", str(tb),
+    ]  # fmt: skip
+    if args.layers:
+        command += ["--model-overrides.n_layers", str(args.layers)]
+    command += args.trainer_args
+    print("+", " ".join(command), flush=True)
+    done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    if done.returncode:
+        raise SystemExit(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    layout = next((line for line in done.stdout.splitlines() if line.startswith("training ")), "")
+    row = {"arm": arm, "layers": args.layers or "all", "gpus": args.gpus, "layout": layout.split(": ", 1)[-1]}
+    for name, tag in TAGS.items():
+        steps, values = read_curve(tb, tag)
+        kept = [v for s, v in zip(steps, values) if s > args.warmup]
+        row[name] = statistics.median(kept) if kept else float("nan")
+    row["tokens_per_s_per_gpu"] = row.pop("tokens_per_s") / args.gpus
+    row["mfu_percent"] = 100 * row.pop("mfu")
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", nargs="+", default=["olmo_hybrid_7b", "olmo3_7b"], help="trainer configs to time")
+    parser.add_argument("--gpus", type=int, default=1, help="processes (GPUs) per arm")
+    parser.add_argument("--layers", type=int, default=None, help="reduced depth (default: the preset's)")
+    parser.add_argument("--seq", type=int, default=8192, help="sequence length")
+    parser.add_argument("--micro-batch", type=int, default=1, help="micro-batch size")
+    parser.add_argument("--global-batch", type=int, default=None, help="default: 4 micro-batches per GPU")
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per arm")
+    parser.add_argument("--warmup", type=int, default=3, help="first steps left out of the medians")
+    parser.add_argument("--vocab", type=int, default=100_278, help="token ids are drawn below this")
+    parser.add_argument("--name", default="model_step", help="results file name")
+    parser.add_argument("trainer_args", nargs=argparse.REMAINDER, help="after --: trainer overrides")
+    args = parser.parse_args()
+    args.trainer_args = [a for a in args.trainer_args if a != "--"]
+    args.global_batch = args.global_batch or 4 * args.gpus * args.micro_batch
+    with tempfile.TemporaryDirectory(prefix="model_step_") as tmp:
+        workdir = Path(tmp)
+        count = (args.steps + 2) * args.global_batch * (args.seq + 1)
+        data = random_tokens(workdir / "tokens.npy", count, args.vocab)
+        rows = [run_arm(arm, args, data, workdir) for arm in args.arms]
+    if len(rows) == 2 and rows[1]["tokens_per_s_per_gpu"] > 0:
+        rows[0]["vs_second_arm"] = rows[0]["tokens_per_s_per_gpu"] / rows[1]["tokens_per_s_per_gpu"]
+    columns = ["arm", "layers", "gpus", "layout", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu_percent"]
+    columns += ["peak_memory_gib", "vs_second_arm"]
+    notes = (
+        f"Median over steps {args.warmup + 1}..{args.steps} of the trainer's own step timing (optimizer included), "
+        f"random tokens, sequence {args.seq}, global batch {args.global_batch}. `vs_second_arm`: tokens/s ratio."
+    )
+    print(report.write(args.name, rows, columns, notes).read_text())
+
+
+if __name__ == "__main__":
+    main()
