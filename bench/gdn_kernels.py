@@ -11,10 +11,8 @@ so). Writes bench/results/gdn_kernels.{json,md}. Run the GPU tests first (``make
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import subprocess
 import sys
 
 import torch
@@ -22,6 +20,9 @@ import torch.nn.functional as F
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import report  # noqa: E402
 
 from megatron_hybrid.ops import chunk_gated_delta_rule  # noqa: E402
 
@@ -112,16 +113,6 @@ def check_fp64(q, k, v, g, beta, cu, do, o, grads):
     return out
 
 
-def git_commit():
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "megatron_hybrid/ops"], capture_output=True,
-                               text=True).stdout.strip()  # fmt: skip
-        return sha + (" + uncommitted changes in megatron_hybrid/ops" if dirty else "")
-    except Exception:  # noqa: BLE001
-        return "uncommitted"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated names from: " + ", ".join(SHAPES))
@@ -180,20 +171,15 @@ def main():
         torch.cuda.empty_cache()
 
     meta = {
-        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
-        "card": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "commit": git_commit(),
-        "command": "python " + " ".join(sys.argv),
+        **report.environment(),  # date, card, versions, commit, command: as every benchmark records them
         "fla": fla_note,
         "dtype": "bf16 inputs, fp32 g, use_qk_l2norm=True, beta in (0, 2)",
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "gdn_kernels.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
-    lines = [f"# GDN kernel benchmark ({meta['date_utc']} UTC)", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date_utc"]
+    lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
     lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours peak MiB | fla fwd ms | "
               "fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla |", "|" + "---|" * 13]  # fmt: skip
     for r in rows:

@@ -13,7 +13,6 @@ checkpoint directory or one of its ``iter_*`` folders and writes only complete o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -25,19 +24,6 @@ from megatron_hybrid.models.config import HybridModelConfig
 
 META = "meta.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _config_dict(cfg: HybridModelConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
-
-
-def _config_from_dict(values: dict) -> HybridModelConfig:
-    names = {f.name for f in dataclasses.fields(HybridModelConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"model config in the checkpoint has unknown fields {unknown}: written by a newer version?")
-    tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
-    return HybridModelConfig(**(values | tuples))
 
 
 def hf_to_mcore(hf_dir, out_dir, tp: int = 1, pp: int = 1) -> Path:
@@ -58,7 +44,7 @@ def hf_to_mcore(hf_dir, out_dir, tp: int = 1, pp: int = 1) -> Path:
     try:
         dist_checkpointing.save({"model0": model.sharded_state_dict()}, str(tmp))
         meta = {
-            "model_config": _config_dict(cfg),
+            "model_config": cfg.to_dict(),
             "layout": {"tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1},
             "step": 0,
             "weights_only": True,
@@ -92,7 +78,7 @@ def load_mcore_state(ckpt) -> tuple[HybridModelConfig, dict[str, torch.Tensor]]:
     from megatron_hybrid.models.build import build_model
 
     path = resolve_checkpoint(ckpt)
-    cfg = _config_from_dict(json.loads((path / META).read_text())["model_config"])
+    cfg = HybridModelConfig.from_dict(json.loads((path / META).read_text())["model_config"])
     if not parallel_state.model_parallel_is_initialized():
         init_distributed()
     tcfg = cfg.transformer_config(use_cpu_initialization=True, perform_initialization=False)

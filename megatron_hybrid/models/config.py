@@ -123,6 +123,18 @@ class HybridModelConfig:
     def replace(self, **changes) -> HybridModelConfig:
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        """Plain JSON values (tuples as lists): what checkpoints store to recognise their model."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HybridModelConfig:
+        """Inverse of ``to_dict``; unknown fields are an error (a checkpoint from a newer version)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"model config has unknown fields {unknown}: written by a newer version?")
+        return cls(**(values | {k: tuple(v) for k, v in values.items() if isinstance(v, list)}))
+
     # ---- checks --------------------------------------------------------------------------
     def validate(
         self,

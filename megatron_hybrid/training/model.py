@@ -47,4 +47,4 @@ def num_params(cfg) -> int:
 
 def config_dict(cfg) -> dict:
     """Plain values of the model config, stored in checkpoints to refuse another model's."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+    return cfg.to_dict()
