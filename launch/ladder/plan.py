@@ -158,12 +158,27 @@ def validation_warning(runs: list[Run], valid_tokens: int) -> str | None:
 
 
 def load_throughput(path: str | Path | None) -> dict:
-    """Measured tokens/s {size: {arm: value}} merged over the assumed table."""
+    """Measured tokens/s {size: {arm: value}} merged over the assumed table.
+
+    A size that was not measured, for an arm that was at another size, gets the measured rate scaled
+    by the nominal sizes (tokens/s ~ 1/N). That is conservative (small models use the GPU worse), so a
+    plan built on it finishes early rather than overrunning its device call.
+    """
     table = json.loads(json.dumps(ASSUMED_TOKENS_PER_S))
-    if path:
-        measured = json.loads(Path(path).read_text())
-        for size, arms in measured.get("tokens_per_s", measured).items():
-            table.setdefault(size, {}).update({a: float(v) for a, v in arms.items()})
+    if not path:
+        return table
+    measured = json.loads(Path(path).read_text())
+    measured = {size: {a: float(v) for a, v in arms.items()} for size, arms in measured.get("tokens_per_s", measured).items()}
+    for size in table.keys() | measured.keys():
+        for arm in set().union(*(arms.keys() for arms in measured.values())):
+            if arm in measured.get(size, {}):
+                continue
+            known = [s for s in measured if arm in measured[s]]
+            nearest = min(known, key=lambda s: abs(math.log(nominal_params(s) / nominal_params(size))))
+            rate = measured[nearest][arm] * nominal_params(nearest) / nominal_params(size)
+            table.setdefault(size, {})[arm] = rate
+    for size, arms in measured.items():
+        table.setdefault(size, {}).update(arms)
     return table
 
 
