@@ -14,6 +14,8 @@ NODES    ?= 1
 DATA     ?=
 CKPT_DIR ?= runs/checkpoints
 TB_DIR   ?= runs/tensorboard
+# Extra trainer overrides for the 7B targets, e.g. ARGS="--train-iters 100 --micro-batch-size 2".
+ARGS     ?=
 # `make tensorboard` serves every run under LOGDIR (smoke and pretraining alike).
 LOGDIR   ?= runs
 PYTEST_ARGS ?=
@@ -65,10 +67,10 @@ ladder: venv
 	$(PY) -m launch.ladder.run --sizes $(SIZES) --arms $(ARMS) --minutes $(MINUTES) $(LADDER_ARGS)
 
 pretrain-7b: venv
-	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo_hybrid_7b
+	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo_hybrid_7b $(ARGS)
 
 pretrain-7b-olmo3: venv
-	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo3_7b
+	NODES=$(NODES) DATA="$(DATA)" CKPT_DIR=$(CKPT_DIR) TB_DIR=$(TB_DIR) bash launch/pretrain.sh olmo3_7b $(ARGS)
 
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all

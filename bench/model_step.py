@@ -63,7 +63,8 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
         command += ["--model-overrides.n_layers", str(args.layers)]
     command += args.trainer_args
     print("+", " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # keep site dirs already set
+    done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=os.environ | {"PYTHONPATH": path})
     if done.returncode:
         raise SystemExit(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     layout = next((line for line in done.stdout.splitlines() if line.startswith("training ")), "")

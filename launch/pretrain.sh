@@ -25,7 +25,7 @@ if command -v sbatch >/dev/null 2>&1 && [ -z "${SLURM_JOB_ID:-}" ]; then
         sbatch --nodes "$NODES" --job-name "pretrain-$ARM" --export ALL launch/slurm/pretrain.sbatch "$@"
 elif [ "$NODES" -eq 1 ]; then
     mkdir -p "$CKPT_DIR" "$TB_DIR"
-    bash launch/torchrun.sh "$ARM" --data-path "$DATA" --save "$CKPT_DIR" --tensorboard-dir "$TB_DIR" "$@"
+    exec bash launch/torchrun.sh "$ARM" --data-path "$DATA" --save "$CKPT_DIR" --tensorboard-dir "$TB_DIR" "$@"
 else
     echo "NODES=$NODES needs SLURM (sbatch not found); use launch/torchrun.sh with NNODES/NODE_RANK per node" >&2
     exit 1

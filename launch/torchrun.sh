@@ -30,7 +30,26 @@ export CUDA_DEVICE_MAX_CONNECTIONS="${CUDA_DEVICE_MAX_CONNECTIONS:-1}"
 export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 
-exec "$PYTHON" -m torch.distributed.run \
+# Stopping (Ctrl-C, `kill`, or SIGTERM to the whole process group): the ranks get one SIGTERM,
+# finish their step, save and exit 0. torchrun runs in its own session so that a group-wide signal
+# does not reach it: on a signal of its own it would SIGKILL the ranks after 30 s, mid-save for a
+# 7B model. Later signals are ignored (make forwards the group's signal a second time); to stop
+# without saving, kill -9 the ranks.
+setsid "$PYTHON" -m torch.distributed.run \
     --nproc-per-node "$NPROC" --nnodes "$NNODES" --node-rank "$NODE_RANK" \
     --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \
-    -m megatron_hybrid.train --config "$CONFIG" "$@"
+    -m megatron_hybrid.train --config "$CONFIG" "$@" &
+LAUNCHER=$!
+SIGNALLED=0
+stop_ranks() {
+    [ "$SIGNALLED" -eq 0 ] || return 0
+    SIGNALLED=1
+    echo "torchrun.sh: stopping; the ranks save a checkpoint first" >&2
+    pkill -TERM -P "$LAUNCHER" || true
+}
+trap stop_ranks TERM INT
+while true; do
+    set +e; wait "$LAUNCHER"; rc=$?; set -e
+    kill -0 "$LAUNCHER" 2>/dev/null || break  # wait returns early when a trapped signal arrives
+done
+exit "$rc"

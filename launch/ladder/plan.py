@@ -167,8 +167,8 @@ def load_throughput(path: str | Path | None) -> dict:
     table = json.loads(json.dumps(ASSUMED_TOKENS_PER_S))
     if not path:
         return table
-    measured = json.loads(Path(path).read_text())
-    measured = {size: {a: float(v) for a, v in arms.items()} for size, arms in measured.get("tokens_per_s", measured).items()}
+    raw = json.loads(Path(path).read_text())
+    measured = {size: {a: float(v) for a, v in arms.items()} for size, arms in raw.get("tokens_per_s", raw).items()}
     for size in table.keys() | measured.keys():
         for arm in set().union(*(arms.keys() for arms in measured.values())):
             if arm in measured.get(size, {}):

@@ -9,6 +9,8 @@ same sequence at ``s``, so a resumed run sees exactly the batches the uninterrup
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import torch
 
@@ -44,6 +46,12 @@ def collate(samples: list[dict]) -> dict:
     return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
 
+def ignore_sigterm(worker_id: int) -> None:
+    """Data workers outlive a SIGTERM sent to the whole job (SLURM preemption, `kill -- -PGID`), so the
+    trainer can finish its step and save before it shuts them down; dying first would kill the save."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def micro_batches(dataset, start_step, num_steps, micro_batch_size, dp_size, dp_rank, global_batch_size, num_workers=0):
     """An iterator over this rank's micro-batches ``{"tokens", "labels"}`` ([b, s] int64)."""
     sampler = StepBatchSampler(start_step, num_steps, micro_batch_size, dp_size, dp_rank, global_batch_size)
@@ -52,6 +60,7 @@ def micro_batches(dataset, start_step, num_steps, micro_batch_size, dp_size, dp_
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=num_workers,
+        worker_init_fn=ignore_sigterm if num_workers > 0 else None,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
         prefetch_factor=4 if num_workers > 0 else None,

@@ -59,6 +59,14 @@ def test_fixed_tokens_and_warnings(tmp_path):
     measured.write_text('{"card": "x", "tokens_per_s": {"60m": {"transformer": 123}}}')
     table = plan.load_throughput(measured)
     assert table["60m"]["transformer"] == 123 and table["60m"]["hybrid"] == plan.ASSUMED_TOKENS_PER_S["60m"]["hybrid"]
+    # an unmeasured size takes the nearest measured size's rate scaled by nominal size (conservative: ~1/N)
+    assert table["100m"]["transformer"] == pytest.approx(123 * 60 / 100)
+    assert table["370m"]["transformer"] == pytest.approx(123 * 60 / 370)
+    measured.write_text('{"tokens_per_s": {"60m": {"gdn": 600}, "190m": {"gdn": 190}}}')
+    table = plan.load_throughput(measured)
+    assert table["100m"]["gdn"] == pytest.approx(600 * 60 / 100)  # 60m is nearer to 100m than 190m in log size
+    assert table["370m"]["gdn"] == pytest.approx(190 * 190 / 370)
+    assert table["190m"]["gdn"] == 190 and table["100m"]["hybrid"] == plan.ASSUMED_TOKENS_PER_S["100m"]["hybrid"]
 
 
 def test_dry_run_prints_the_plan(capsys):

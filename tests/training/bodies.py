@@ -115,19 +115,21 @@ def failures(rank, world_size, prefix, workdir):
         results["vocab"] = "no error"
     except DataError as e:
         results["vocab"] = str(e)
-    # 2. SIGTERM after step 2: saves and exits cleanly.
+    # 2. SIGTERM to every process of the job after step 2 (as SLURM preemption does, data workers
+    #    included): saves and exits cleanly. The rank leads its own process group for this.
     ckpt = str(Path(workdir) / "sigterm")
     real_step = trainer_mod.Trainer.train_step
+    os.setpgrp()
 
     def step_then_sigterm(self, iterators):
         out = real_step(self, iterators)
         if self.step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.killpg(os.getpgrp(), signal.SIGTERM)
         return out
 
     trainer_mod.Trainer.train_step = step_then_sigterm
     try:
-        out = trainer_mod.train(base_config(prefix, workdir, train_iters=6, save=ckpt))
+        out = trainer_mod.train(base_config(prefix, workdir, train_iters=6, save=ckpt, num_workers=1))
     finally:
         trainer_mod.Trainer.train_step = real_step
     results["sigterm"] = (out["stopped_by"], out["step"], (Path(ckpt) / "latest").read_text().strip())

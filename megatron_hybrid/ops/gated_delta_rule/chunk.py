@@ -1,13 +1,18 @@
 """Chunked gated delta rule with Triton forward and backward: host passes, the autograd Function, the public op.
 
 Forward:  wy (cumsum g, T = (I + A)^-1, w, u)  ->  chunk_h (h per chunk, v_new, final state)  ->  chunk_o (o)
-Backward: wy (w, u again from the kept T)  ->  chunk_h (h per chunk, v_new)  ->  chunk_h backward (dh per chunk, dv2
-          with the intra-chunk part fused in, dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)
-          ->  wy backward (dk, dv, dbeta, dg).
-Only g's chunk-local cumsum and T (fp32, [B, T, HV, 64]) are kept between forward and backward.
+Backward: wy (w again from the kept T)  ->  chunk_h backward (dh per chunk, dv2 with the intra-chunk part fused in,
+          dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)  ->  wy backward (dk, dv, dbeta, dg).
+Kept between forward and backward: g's chunk-local cumsum, T (fp32, [B, T, HV, 64]), and by default the per-chunk
+states h ([NT, HV, K, V]) and v_new ([B, T, HV, V]), both in the input dtype, exactly as the forward computed them.
+With MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) h and v_new are not kept and the backward recomputes
+them (wy for u, then a second sequential state pass): less activation memory (h is K*V/64 per token and head,
+141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB), one more sequential pass of time.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -33,18 +38,28 @@ def _meta(B, T, cu_seqlens):
     }
 
 
+def recompute_h() -> bool:
+    """MEGATRON_HYBRID_GDN_RECOMPUTE_H=1: recompute h and v_new in the backward instead of keeping them."""
+    return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0") == "1"
+
+
 def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta):
+    """Returns (o, gcum, Ai, final_state, h, v_new)."""
     gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
     h, v_new, final_state = chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
     del w, u
     o = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)
-    return o, gcum, Ai, final_state
+    return o, gcum, Ai, final_state, h, v_new
 
 
-def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta):
-    _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
-    h, v_new, _ = chunk_fwd_h(k, w, u, gcum, initial_state, False, meta)
-    del u
+def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None):
+    """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values)."""
+    if h is None:
+        _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
+        h, v_new, _ = chunk_fwd_h(k, w, u, gcum, initial_state, False, meta)
+        del u
+    else:
+        _, _, w, _ = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False)
     dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
@@ -63,10 +78,12 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens):
         B, T = q.shape[:2]
         meta = _meta(B, T, cu_seqlens)
-        o, gcum, Ai, final_state = chunk_gated_delta_rule_fwd(
+        o, gcum, Ai, final_state, h, v_new = chunk_gated_delta_rule_fwd(
             q, k, v, g, beta, scale, initial_state, output_final_state, meta
         )
-        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state)
+        if recompute_h():
+            h = v_new = None
+        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new)
         ctx.scale = scale
         ctx.meta = meta
         ctx.g_dtype = g.dtype
@@ -74,10 +91,10 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, beta, gcum, Ai, initial_state = ctx.saved_tensors
+        q, k, v, beta, gcum, Ai, initial_state, h, v_new = ctx.saved_tensors
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
-            None if dht is None else dht.contiguous(), ctx.meta,
+            None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new,
         )  # fmt: skip
         return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None
 

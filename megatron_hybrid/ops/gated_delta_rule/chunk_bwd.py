@@ -2,11 +2,13 @@
 
 ``chunk_bwd_dqk``, one program per (K block, chunk, value head), walks V once and accumulates
 ``do h^T``, ``v_new dh^T``, ``dv2 h^T`` (its K block) and ``do v_new^T``; from them it writes dq (final), the
-output/state part of dk, dw = -dv2 h^T, and its K block's share of dG.
+output/state part of dk, dw = -dv2 h^T (both in the input dtype), and its K block's share of dG.
 ``chunk_wy_bwd`` (in wy.py) then takes dw and du = dv2 through the WY representation: dk, dv, dbeta, dg.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -118,20 +120,25 @@ def chunk_bwd_dqk_kernel(
 
     o_tkv = (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :]
     tl.store(dq + o_tkv, b_dq.to(dq.dtype.element_ty), mask=m_tk)
-    tl.store(dk + o_tkv, b_dk, mask=m_tk)
-    tl.store(dw + o_tkv, b_dw, mask=m_tk)
+    tl.store(dk + o_tkv, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    tl.store(dw + o_tkv, b_dw.to(dw.dtype.element_ty), mask=m_tk)
     tl.store(dgp + i_k * TOT + t0 * HV + i_hv + o_t * HV, b_dG, mask=m_t)
 
 
 def chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta):
-    """Returns dq ([B, T, HV, K], final), dk_part (fp32, output/state part), dw (fp32), dG partials [NK, B, T, HV]."""
+    """Returns dq ([B, T, HV, K], final), dk_part (output/state part) and dw (both in q's dtype, or fp32 with
+    MEGATRON_HYBRID_GDN_FP32_PARTIALS=1), dG partials [NK, B, T, HV] (fp32)."""
     B, T, H, K = q.shape
     HV, V = do.shape[2], do.shape[3]
     BK = pick_block(K, 64)
     NK = triton.cdiv(K, BK)
     dq = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else q.dtype, device=q.device)
-    dk = torch.empty(B, T, HV, K, dtype=torch.float32, device=q.device)
-    dw = torch.empty(B, T, HV, K, dtype=torch.float32, device=q.device)
+    # dk_part and dw are stored in the input dtype (16-bit inputs: half the traffic and 2 x 47 MB less at the Olmo
+    # shape); MEGATRON_HYBRID_GDN_FP32_PARTIALS=1 keeps them in fp32. CPU emulation of the GPU roundings on the g = 0
+    # edge case: no measurable change in any gradient (bench/KERNELS.md, 2026-11-26 session 2).
+    pdt = torch.float32 if os.environ.get("MEGATRON_HYBRID_GDN_FP32_PARTIALS", "0") == "1" else q.dtype
+    dk = torch.empty(B, T, HV, K, dtype=pdt, device=q.device)
+    dw = torch.empty(B, T, HV, K, dtype=pdt, device=q.device)
     dgp = torch.empty(NK, B, T, HV, dtype=torch.float32, device=q.device)
     if is_interpret():
         chunk_bwd_dqk_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})

@@ -13,7 +13,7 @@ from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
 
 
 @autotune(
-    configs=[triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv, w in ((64, 4), (64, 8), (128, 8))],
+    configs=[triton.Config({"BV": bv}, num_warps=w, num_stages=2) for bv, w in ((64, 4), (64, 8))],
     key=["H", "HV", "K", "V", "BK"],
 )
 @triton.jit(do_not_specialize=["T"])

@@ -7,7 +7,7 @@ The unit-lower-triangular inverse: the four 16x16 diagonal blocks by forward sub
 chains interleaved), then the blocks below them by block substitution with 16x16 fp32 dots. T is kept (fp32) for
 the backward.
 
-Backward (``chunk_wy_bwd``), given dw (fp32) and du = dv2:
+Backward (``chunk_wy_bwd``), given dw (input dtype, read as fp32) and du = dv2:
     dv = beta (T^T du);  dT = dw Xw^T + du Xu^T;  dA = -T^T dT T^T (strict lower);  then dk, dbeta, dG, and
     dg = reverse cumsum of dG within the chunk (with the dG shares from ``chunk_bwd_dqk``).
 """
@@ -40,7 +40,7 @@ def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
 
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
-    key=["H", "HV", "K", "V", "BK", "BV", "SOLVE"],
+    key=["H", "HV", "K", "V", "BK", "BV", "SOLVE", "STORE_U"],
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_wy_fwd_kernel(
@@ -63,6 +63,7 @@ def chunk_wy_fwd_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     SOLVE: tl.constexpr,
+    STORE_U: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
@@ -150,18 +151,19 @@ def chunk_wy_fwd_kernel(
         b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_k, other=0).to(tl.float32)
         b_w = tl.dot(b_T, b_k * b_gb[:, None])
         tl.store(p_w + o_t[:, None] * (HV * K) + o_k[None, :], b_w.to(w.dtype.element_ty), mask=m_k)
-    for i_v in range(tl.cdiv(V, BV)):
-        o_v = i_v * BV + tl.arange(0, BV)
-        m_v = m_t[:, None] & (o_v < V)[None, :]
-        b_v = tl.load(p_v + o_t[:, None] * (HV * V) + o_v[None, :], mask=m_v, other=0).to(tl.float32)
-        b_u = tl.dot(b_T, b_v * b_beta[:, None])
-        tl.store(p_u + o_t[:, None] * (HV * V) + o_v[None, :], b_u.to(u.dtype.element_ty), mask=m_v)
+    if STORE_U:
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_v = m_t[:, None] & (o_v < V)[None, :]
+            b_v = tl.load(p_v + o_t[:, None] * (HV * V) + o_v[None, :], mask=m_v, other=0).to(tl.float32)
+            b_u = tl.dot(b_T, b_v * b_beta[:, None])
+            tl.store(p_u + o_t[:, None] * (HV * V) + o_v[None, :], b_u.to(u.dtype.element_ty), mask=m_v)
 
 
-def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None):
-    """Returns (gcum fp32 [B,T,HV], Ai fp32 [B,T,HV,BT], w [B,T,HV,K], u [B,T,HV,V]).
+def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
+    """Returns (gcum fp32 [B,T,HV], Ai fp32 [B,T,HV,BT], w [B,T,HV,K], u [B,T,HV,V] or None if not need_u).
 
-    With gcum and Ai given (the backward), the solve is skipped and only w, u are recomputed.
+    With gcum and Ai given (the backward), the solve is skipped and only w (and u if need_u) are recomputed.
     """
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
@@ -170,12 +172,13 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None):
         gcum = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
         Ai = torch.empty(B, T, HV, CHUNK, dtype=torch.float32, device=k.device)
     w = torch.empty(B, T, HV, K, dtype=k.dtype, device=k.device)
-    u = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device)
+    u = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device) if need_u else None
     BK = pick_block(K, 64)
     BV = pick_block(V, 128 if is_interpret() else 64)
     chunk_wy_fwd_kernel[(meta["NT"], B * HV)](
-        k, v, g, beta, gcum, Ai, w, u, meta["cu_seqlens"], meta["chunk_indices"], T,
-        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, SOLVE=solve, IS_VARLEN=meta["cu_seqlens"] is not None,
+        k, v, g, beta, gcum, Ai, w, w if u is None else u, meta["cu_seqlens"], meta["chunk_indices"], T,
+        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, SOLVE=solve, STORE_U=need_u,
+        IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return gcum, Ai, w, u
 
@@ -255,7 +258,9 @@ def chunk_wy_bwd_kernel(
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
         b_k = tl.load(k + (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
-        b_dw = tl.load(dw + (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :], mask=m_tk, other=0)
+        b_dw = tl.load(dw + (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :], mask=m_tk, other=0).to(
+            tl.float32
+        )
         b_kf = b_k.to(tl.float32)
         b_dT += tl.dot(b_dw, tl.trans(b_kf * b_gb[:, None]))
         b_kk += tl.dot(b_k, tl.trans(b_k))
@@ -277,8 +282,8 @@ def chunk_wy_bwd_kernel(
             tl.float32
         )
         o_tk = (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :]
-        b_dw = tl.load(dw + o_tk, mask=m_tk, other=0)
-        b_dk = tl.load(dk_part + o_tk, mask=m_tk, other=0)
+        b_dw = tl.load(dw + o_tk, mask=m_tk, other=0).to(tl.float32)
+        b_dk = tl.load(dk_part + o_tk, mask=m_tk, other=0).to(tl.float32)
         b_dXw = tl.dot(b_TT, b_dw)
         b_dk += b_dXw * b_gb[:, None] + tl.dot(b_Bb, b_kf) + tl.trans(tl.dot(b_kT, b_Bb))
         b_r = tl.sum(b_kf * b_dXw, 1)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# GPU check of the gated-delta-rule kernels (for the H100 device machine), in about 6 minutes at most:
+#   1. the GPU op tests (one config per kernel: MEGATRON_HYBRID_AUTOTUNE=0), output in $OUT/gpu_ops_tests.txt;
+#      they include test_g0_stage_errors (each backward kernel against fp64 on its own inputs; its line
+#      "stage errors: ..." is printed) and test_backward_deterministic (three runs, bit-identical);
+#   2. the benchmark against fla on the Olmo shape and its TP=2 slice, autotuned (two or three configs per kernel),
+#      with the fp64 check of the autotuned kernels: $OUT/gdn_kernels.{json,md}, log $OUT/gdn_kernels.txt;
+#   3. the per-kernel breakdown of the same two shapes: $OUT/gdn_breakdown.json, log $OUT/gdn_breakdown.txt.
+# Every step has its own time limit, so a slow step cannot starve the others; $OUT/summary.txt lists each step's exit
+# status and seconds (124 = stopped by its limit).
+#
+#     OUT=/path/to/dir bash bench/gpu_kernel_check.sh          (from the repository root; OUT defaults to
+#                                                                bench/results/gpu_check; PY to python)
+#
+# Knobs: T_TESTS, T_BENCH, T_BREAKDOWN (seconds per step, defaults 160, 130, 50); SHAPES (default olmo,olmo_tp2);
+# MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 to time the recompute path instead of the kept states.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/results/gpu_check}
+PY=${PY:-python}
+SHAPES=${SHAPES:-olmo,olmo_tp2}
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+
+step() {  # step NAME LIMIT_S LOGFILE CMD...
+  local name=$1 limit=$2 log=$3
+  shift 3
+  local t0=$SECONDS
+  echo "== $name (limit ${limit}s): $*" | tee -a "$SUMMARY"
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  echo "   -> rc=$rc in $((SECONDS - t0))s, log $log" | tee -a "$SUMMARY"
+}
+
+{
+  date -u +"%Y-%m-%d %H:%M:%S UTC"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1
+  $PY -c "import fla; print('fla', getattr(fla, '__version__', '?'))" 2>&1 | tail -1
+} | tee -a "$SUMMARY"
+
+# 1. tests: one config per kernel (compiles dominate; autotuning every test shape would not fit)
+step "gpu op tests" "${T_TESTS:-160}" "$OUT/gpu_ops_tests.txt" \
+  env MEGATRON_HYBRID_AUTOTUNE=0 $PY -m pytest tests/ops -m gpu -q -p no:cacheprovider -rfEP
+
+# 2. ours vs fla, autotuned (each kernel's list has 2 or 3 configs, the best known first); fp64 check included
+step "gdn_kernels $SHAPES" "${T_BENCH:-130}" "$OUT/gdn_kernels.txt" \
+  env MEGATRON_HYBRID_AUTOTUNE=1 $PY bench/gdn_kernels.py --shapes "$SHAPES" --out "$OUT"
+
+# 3. per-kernel times (ours only), same shapes, autotuned
+step "gdn_breakdown $SHAPES" "${T_BREAKDOWN:-50}" "$OUT/gdn_breakdown.txt" \
+  env MEGATRON_HYBRID_AUTOTUNE=1 $PY bench/gdn_breakdown.py --shapes "$SHAPES" --out "$OUT"
+
+echo "== done in ${SECONDS}s" | tee -a "$SUMMARY"
+grep -E "passed|failed|error" "$OUT/gpu_ops_tests.txt" | tail -3 | tee -a "$SUMMARY"
+grep -E "stage errors" "$OUT/gpu_ops_tests.txt" | tail -1 | tee -a "$SUMMARY"
