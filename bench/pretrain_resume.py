@@ -104,6 +104,8 @@ def run_arm(arm: str, args, data: str, eod: int, work: Path) -> tuple[dict, dict
     log = work / f"{arm}.log"
     log.unlink(missing_ok=True)
     first = launch(TARGETS[arm], env, log, args.stop_at)
+    if first["signalled_after_step"] is None:
+        raise SystemExit(f"{arm}: the first launch ended (exit {first['rc']}) before step {args.stop_at}; see {log}")
     saved = last_match(r"SIGTERM: saved at step (\d+)", first["log"])
     second = launch(TARGETS[arm], env, log, None)
     resumed = last_match(r"resumed from \S+ at step (\d+)", second["log"][len(first["log"]) :])

@@ -8,6 +8,9 @@ states h ([NT, HV, K, V]) and v_new ([B, T, HV, V]), both in the input dtype, ex
 With MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) h and v_new are not kept and the backward recomputes
 them (wy for u, then a second sequential state pass): less activation memory (h is K*V/64 per token and head,
 141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB), one more sequential pass of time.
+With MEGATRON_HYBRID_GDN_SPLIT_STATE=1 (or fwd / bwd; read at each forward, default off) the state passes run
+sequence-split (``split_state.py``): for few heads, when the automatic plan (or MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS)
+gives some sequence >= 2 segments; otherwise the one-level kernels run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from .chunk_bwd import chunk_bwd_dqk, chunk_bwd_dqk_kernel  # noqa: F401
 from .chunk_h import chunk_bwd_dh, chunk_bwd_dh_kernel, chunk_fwd_h, chunk_fwd_h_kernel  # noqa: F401
 from .chunk_o import chunk_fwd_o, chunk_fwd_o_kernel  # noqa: F401
+from .split_state import chunk_bwd_dh_split, chunk_fwd_h_split, plan_segments, split_modes
 from .utils import prepare_chunks
 from .wy import chunk_wy_bwd, chunk_wy_bwd_kernel, chunk_wy_fwd, chunk_wy_fwd_kernel  # noqa: F401
 
@@ -43,10 +47,28 @@ def recompute_h() -> bool:
     return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0") == "1"
 
 
+def _split_plan(meta, q, v):
+    """Decide the sequence-split state passes for this call (MEGATRON_HYBRID_GDN_SPLIT_STATE), once: stored in meta,
+    which the backward gets through ctx."""
+    if "split_modes" not in meta:
+        modes = split_modes()
+        plan = plan_segments(meta, v.shape[2], v.shape[3], q.device) if modes else None
+        meta["split_modes"] = modes if plan is not None else frozenset()
+        meta["split_plan"] = plan
+    return meta["split_modes"], meta["split_plan"]
+
+
+def _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
+    if "fwd" in meta.get("split_modes", ()):
+        return chunk_fwd_h_split(k, w, u, gcum, initial_state, output_final_state, meta, meta["split_plan"])
+    return chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
+
+
 def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta):
     """Returns (o, gcum, Ai, final_state, h, v_new)."""
+    _split_plan(meta, q, v)
     gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
-    h, v_new, final_state = chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
+    h, v_new, final_state = _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
     del w, u
     o = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)
     return o, gcum, Ai, final_state, h, v_new
@@ -56,11 +78,14 @@ def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do
     """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values)."""
     if h is None:
         _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
-        h, v_new, _ = chunk_fwd_h(k, w, u, gcum, initial_state, False, meta)
+        h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
         del u
     else:
         _, _, w, _ = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False)
-    dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
+    if "bwd" in meta.get("split_modes", ()):
+        dv2, dh, dh0 = chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, meta["split_plan"])
+    else:
+        dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
     del h, dh, v_new
