@@ -6,6 +6,8 @@ same run when importable; on Triton < 3.7.1 on Hopper its version guard is bypas
 so). Writes bench/results/gdn_kernels.{json,md}. Run the GPU tests first (``make bench-kernels`` does).
 
     python bench/gdn_kernels.py [--shapes olmo,olmo_tp2,...] [--out bench/results] [--no-fla]
+    python bench/gdn_kernels.py --shapes olmo_tp2,olmo --split-state 1 [--split-segments S]   (opt-in split state
+        passes, MEGATRON_HYBRID_GDN_SPLIT_STATE; writes gdn_kernels_split.{json,md} instead)
 """
 
 from __future__ import annotations
@@ -121,7 +123,17 @@ def main():
     ap.add_argument("--no-fla", action="store_true", help="do not time fla even if importable")
     ap.add_argument("--no-check", dest="check", action="store_false",
                     help="skip the fp64 check of the autotuned kernels on each benchmark input")  # fmt: skip
+    ap.add_argument("--split-state", default=None, metavar="MODE",
+                    help="set MEGATRON_HYBRID_GDN_SPLIT_STATE (1, fwd, bwd) for our kernels; results go to "
+                    "gdn_kernels_split.{json,md}")  # fmt: skip
+    ap.add_argument("--split-segments", type=int, default=None, help="force S (MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS)")
     args = ap.parse_args()
+    suffix = ""
+    if args.split_state is not None:
+        os.environ["MEGATRON_HYBRID_GDN_SPLIT_STATE"] = args.split_state  # read at each forward
+        suffix = "_split"
+    if args.split_segments is not None:
+        os.environ["MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS"] = str(args.split_segments)
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     fla_op, fla_note = (None, "skipped (--no-fla)") if args.no_fla else load_fla()
     print(fla_note, flush=True)
@@ -174,9 +186,10 @@ def main():
         **report.environment(),  # date, card, versions, commit, command: as every benchmark records them
         "fla": fla_note,
         "dtype": "bf16 inputs, fp32 g, use_qk_l2norm=True, beta in (0, 2)",
+        "split_state": f"{args.split_state} (segments: {args.split_segments or 'auto'})" if suffix else "off",
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "gdn_kernels.json"), "w") as f:
+    with open(os.path.join(args.out, f"gdn_kernels{suffix}.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
@@ -188,7 +201,7 @@ def main():
                if "fla_fwd_ms" in r else "- | - | - | -")  # fmt: skip
         lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {r['ours_fwd_ms']:.3f} | "
                      f"{r['ours_fwd_bwd_ms']:.3f} | {r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
-    with open(os.path.join(args.out, "gdn_kernels.md"), "w") as f:
+    with open(os.path.join(args.out, f"gdn_kernels{suffix}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

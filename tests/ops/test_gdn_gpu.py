@@ -131,6 +131,33 @@ def test_chunk_bf16_varlen():
     run_and_compare(*make_inputs(1, T, 2, 2, 96, 192, torch.bfloat16, N=len(lens), seed=3), cu_seqlens=cu)
 
 
+@pytest.mark.parametrize(
+    "segments,varlen", [("4", False), ("3", True), ("7", False)], ids=["S4", "S3-varlen", "S7"]
+)  # fmt: skip
+def test_chunk_bf16_split_state(monkeypatch, segments, varlen):
+    """The sequence-split state passes (MEGATRON_HYBRID_GDN_SPLIT_STATE=1, S forced), bf16 against fp64 like the
+    others. Weak decay (g in (-0.05, 0)): with g in (-1, 0) a segment's start state is forgotten within one chunk and
+    a wrong transition operator would not show."""
+    from megatron_hybrid.ops.gated_delta_rule import chunk as C
+
+    monkeypatch.setenv("MEGATRON_HYBRID_GDN_SPLIT_STATE", "1")
+    monkeypatch.setenv("MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS", segments)
+    calls = []
+    for name in ("chunk_fwd_h_split", "chunk_bwd_dh_split"):
+        fn = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _fn=fn, _n=name: calls.append(_n) or _fn(*a))
+    if varlen:
+        lens = [1, 63, 64, 65, 700, 2000, 5]
+        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device="cuda")
+        xs = make_inputs(1, sum(lens), 2, 2, 96, 192, torch.bfloat16, (-0.05, 0.0), N=len(lens), seed=3)
+    else:
+        cu = None
+        xs = make_inputs(1, 4096, 3, 3, 96, 192, torch.bfloat16, (-0.05, 0.0), seed=int(segments))
+    errs = run_and_compare(*xs, cu_seqlens=cu)
+    assert calls == ["chunk_fwd_h_split", "chunk_bwd_dh_split"], calls
+    print("split", segments, {n: f"{e:.2e}" for n, e in errs.items()})
+
+
 def test_chunk_fp16_and_fp32():
     for dtype in (torch.float16, torch.float32):
         run_and_compare(*make_inputs(1, 500, 2, 2, 96, 192, dtype, seed=5))

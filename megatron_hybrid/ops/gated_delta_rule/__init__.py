@@ -22,11 +22,13 @@ def gated_delta_rule(
     output_final_state: bool = False,
     cu_seqlens: torch.Tensor | None = None,
     use_qk_l2norm: bool = False,
+    keep_states: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The op the model layer calls: Triton kernels on CUDA (or under TRITON_INTERPRET=1), torch chunked on CPU."""
+    """The op the model layer calls: Triton kernels on CUDA (or under TRITON_INTERPRET=1), torch chunked on CPU.
+    ``keep_states`` is the Triton path's memory/time choice (see ``chunk_gated_delta_rule``)."""
     if q.is_cuda or is_interpret():
         return chunk_gated_delta_rule(
-            q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, use_qk_l2norm
+            q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, use_qk_l2norm, keep_states
         )
     check_inputs(q, k, v, g, beta, initial_state, cu_seqlens)
     return torch_chunk_gated_delta_rule(

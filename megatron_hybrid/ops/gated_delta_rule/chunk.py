@@ -5,9 +5,10 @@ Backward: wy (w again from the kept T)  ->  chunk_h backward (dh per chunk, dv2 
           dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)  ->  wy backward (dk, dv, dbeta, dg).
 Kept between forward and backward: g's chunk-local cumsum, T (fp32, [B, T, HV, 64]), and by default the per-chunk
 states h ([NT, HV, K, V]) and v_new ([B, T, HV, V]), both in the input dtype, exactly as the forward computed them.
-With MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) h and v_new are not kept and the backward recomputes
-them (wy for u, then a second sequential state pass): less activation memory (h is K*V/64 per token and head,
-141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB), one more sequential pass of time.
+With keep_states=False (the model layer's choice) or MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) h and
+v_new are not kept and the backward recomputes them (wy for u, then a second sequential state pass): less activation
+memory (h is K*V/64 per token and head, 141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB), one more
+sequential pass of time.
 With MEGATRON_HYBRID_GDN_SPLIT_STATE=1 (or fwd / bwd; read at each forward, default off) the state passes run
 sequence-split (``split_state.py``): for few heads, when the automatic plan (or MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS)
 gives some sequence >= 2 segments; otherwise the one-level kernels run.
@@ -45,6 +46,11 @@ def _meta(B, T, cu_seqlens):
 def recompute_h() -> bool:
     """MEGATRON_HYBRID_GDN_RECOMPUTE_H=1: recompute h and v_new in the backward instead of keeping them."""
     return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0") == "1"
+
+
+def keep_states_default(keep_states: bool | None) -> bool:
+    """An explicit ``keep_states`` wins; None follows MEGATRON_HYBRID_GDN_RECOMPUTE_H (default: keep)."""
+    return (not recompute_h()) if keep_states is None else bool(keep_states)
 
 
 def _split_plan(meta, q, v):
@@ -100,13 +106,13 @@ def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do
 
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens):
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states):
         B, T = q.shape[:2]
         meta = _meta(B, T, cu_seqlens)
         o, gcum, Ai, final_state, h, v_new = chunk_gated_delta_rule_fwd(
             q, k, v, g, beta, scale, initial_state, output_final_state, meta
         )
-        if recompute_h():
+        if not keep_states:
             h = v_new = None
         ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new)
         ctx.scale = scale
@@ -121,7 +127,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
             None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new,
         )  # fmt: skip
-        return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None
+        return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None
 
 
 def check_inputs(q, k, v, g, beta, initial_state, cu_seqlens):
@@ -192,6 +198,7 @@ def chunk_gated_delta_rule(
     output_final_state: bool = False,
     cu_seqlens: torch.Tensor | None = None,
     use_qk_l2norm: bool = False,
+    keep_states: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated delta rule, chunked, Triton forward and backward.
 
@@ -203,6 +210,9 @@ def chunk_gated_delta_rule(
         output_final_state: also return the final state ``[N, HV, K, V]`` fp32.
         cu_seqlens: int32 ``[N + 1]`` offsets of packed sequences (B must be 1); the state resets at each boundary.
         use_qk_l2norm: L2-normalise q and k per head first (x / sqrt(sum x^2 + 1e-6)).
+        keep_states: keep the per-chunk states h and v_new for the backward (faster: no second sequential pass) or
+            recompute them there (K*V/64 + V values less per token and head held until the backward). None: keep,
+            unless MEGATRON_HYBRID_GDN_RECOMPUTE_H=1.
 
     Returns:
         o ``[B, T, HV, V]`` in v's dtype, and the final state or None.
@@ -226,4 +236,6 @@ def chunk_gated_delta_rule(
     g = g.float().contiguous()
     if initial_state is not None:
         initial_state = initial_state.float().contiguous()
-    return ChunkGatedDeltaRuleFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)
+    return ChunkGatedDeltaRuleFunction.apply(
+        q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states_default(keep_states)
+    )

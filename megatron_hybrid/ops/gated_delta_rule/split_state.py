@@ -135,13 +135,16 @@ def _eye_block(i_k, o_v, m_v, is_m, BK: tl.constexpr):
 
 
 @triton.jit
-def _init_state(p, o_v, m_v, is_m, FROM_EYE: tl.constexpr, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
-    """Four [BK, BV] fp32 blocks: the identity on operator columns (FROM_EYE), else rows of p [K, V]."""
-    b0 = tl.zeros([BK, o_v.shape[0]], dtype=tl.float32)
-    b1 = tl.zeros([BK, o_v.shape[0]], dtype=tl.float32)
-    b2 = tl.zeros([BK, o_v.shape[0]], dtype=tl.float32)
-    b3 = tl.zeros([BK, o_v.shape[0]], dtype=tl.float32)
-    if FROM_EYE:
+def _init_state(
+    p, o_v, m_v, is_m, MODE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, K: tl.constexpr, V: tl.constexpr
+):
+    """Four [BK, BV] fp32 blocks: MODE 0 zeros, 1 the identity on operator columns (zeros on value columns),
+    2 rows of p [K, V] at columns o_v."""
+    b0 = tl.zeros([BK, BV], dtype=tl.float32)
+    b1 = tl.zeros([BK, BV], dtype=tl.float32)
+    b2 = tl.zeros([BK, BV], dtype=tl.float32)
+    b3 = tl.zeros([BK, BV], dtype=tl.float32)
+    if MODE == 1:
         b0 += _eye_block(0, o_v, m_v, is_m, BK)
         if K > BK:
             b1 += _eye_block(1, o_v, m_v, is_m, BK)
@@ -149,7 +152,7 @@ def _init_state(p, o_v, m_v, is_m, FROM_EYE: tl.constexpr, BK: tl.constexpr, K: 
             b2 += _eye_block(2, o_v, m_v, is_m, BK)
         if K > 3 * BK:
             b3 += _eye_block(3, o_v, m_v, is_m, BK)
-    else:
+    if MODE == 2:
         b0 += tl.load(_hblock_ptr(p, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
         if K > BK:
             b1 += tl.load(_hblock_ptr(p, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
@@ -200,9 +203,9 @@ def split_fwd_h_kernel(
     i_sv = (i_s * HV + i_hv).to(tl.int64)
     if PASS == 1:
         nc = tl.where((flags & 2) != 0, 0, nc)  # the last segment's end is the final state: pass 3 computes it
-        b_h0, b_h1, b_h2, b_h3 = _init_state(hs, o_v, m_v, is_m, True, BK, K, V)
+        b_h0, b_h1, b_h2, b_h3 = _init_state(hs, o_v, m_v, is_m, 1, BK, BV, K, V)
     else:
-        b_h0, b_h1, b_h2, b_h3 = _init_state(hs + i_sv * K * V, o_v, m_v, is_m, False, BK, K, V)
+        b_h0, b_h1, b_h2, b_h3 = _init_state(hs + i_sv * K * V, o_v, m_v, is_m, 2, BK, BV, K, V)
 
     for i_c in range(nc):
         i_t = c0 + i_c
@@ -277,9 +280,9 @@ def split_bwd_dh_kernel(
     i_sv = (i_s * HV + i_hv).to(tl.int64)
     if PASS == 1:
         nc = tl.where((flags & 1) != 0, 0, nc)  # the first segment's start gradient is dh0: pass 3 computes it
-        b_h0, b_h1, b_h2, b_h3 = _init_state(dhe, o_v, m_v, is_m, True, BK, K, V)
+        b_h0, b_h1, b_h2, b_h3 = _init_state(dhe, o_v, m_v, is_m, 1, BK, BV, K, V)
     else:
-        b_h0, b_h1, b_h2, b_h3 = _init_state(dhe + i_sv * K * V, o_v, m_v, is_m, False, BK, K, V)
+        b_h0, b_h1, b_h2, b_h3 = _init_state(dhe + i_sv * K * V, o_v, m_v, is_m, 2, BK, BV, K, V)
 
     for i_c in range(nc):
         i_t = c0 + nc - 1 - i_c
@@ -352,66 +355,61 @@ def split_bwd_dh_kernel(
         _store_state(p_h0, b_h0, b_h1, b_h2, b_h3, o_v, (flags & 1) != 0, BK, K, V)
 
 
-@triton.jit
-def _op_row(p_m, i_k, b0, b1, b2, b3, BK: tl.constexpr, K: tl.constexpr):
-    """Row block i_k of M @ state, M a row-major [K, K] fp32 operator, the state as four [BK, BV] blocks (IEEE fp32
-    dots: S small products per sequence, so their precision costs nothing)."""
-    o_r = i_k * BK + tl.arange(0, BK)
-    o_c = tl.arange(0, BK)
-    p = p_m + o_r[:, None] * K + o_c[None, :]
-    m = (o_r < K)[:, None] & (o_c < K)[None, :]
-    acc = tl.dot(tl.load(p, mask=m, other=0.0), b0, input_precision="ieee")
-    if K > BK:
-        m = (o_r < K)[:, None] & ((BK + o_c) < K)[None, :]
-        acc += tl.dot(tl.load(p + BK, mask=m, other=0.0), b1, input_precision="ieee")
-    if K > 2 * BK:
-        m = (o_r < K)[:, None] & ((2 * BK + o_c) < K)[None, :]
-        acc += tl.dot(tl.load(p + 2 * BK, mask=m, other=0.0), b2, input_precision="ieee")
-    if K > 3 * BK:
-        m = (o_r < K)[:, None] & ((3 * BK + o_c) < K)[None, :]
-        acc += tl.dot(tl.load(p + 3 * BK, mask=m, other=0.0), b3, input_precision="ieee")
-    return acc
-
-
 @triton.jit(do_not_specialize=["NSEQ_BUCKET"])
 def split_combine_kernel(
     mseg, loc, init, out, seq_seg_off, NSEQ_BUCKET,
     HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_INIT: tl.constexpr, REVERSE: tl.constexpr,
 ):  # fmt: skip
-    """Pass 2, grid (V/BV, N * HV): walk a sequence's segments (backwards if REVERSE), out[s] = x, x <- M_s x + loc_s,
-    from x = init[n] (h0 or dht) or zero."""
+    """Pass 2, grid (V/BV, N * HV): walk a sequence's segments (backwards if REVERSE) with
+    out[first] = init[n] (h0 or dht) or zero, out[next] = M_s out[s] + loc_s.
+
+    The state goes through ``out`` in memory rather than registers: each row block of the product reads every row
+    block of the previous state, and holding the state as four register blocks with all 16 [BK, BK] operator blocks
+    live needed 270 KB of shared memory at K = 256 (sm_90 compile). A barrier orders each step's stores before the
+    next step's loads (same program). IEEE fp32 dots: S small products per sequence, precision costs nothing."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_hv = i_nh // HV, i_nh % HV
     s_lo = tl.load(seq_seg_off + i_n)
     s_hi = tl.load(seq_seg_off + i_n + 1)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
-    p0 = init + (i_n * HV + i_hv).to(tl.int64) * K * V
-    if USE_INIT:
-        b0, b1, b2, b3 = _init_state(p0, o_v, m_v, 0, False, BK, K, V)
-    else:  # the identity of no operator column: zeros
-        b0, b1, b2, b3 = _init_state(p0, o_v, m_v, 0, True, BK, K, V)
-    for j in range(s_hi - s_lo):
-        if REVERSE:
-            i_s = s_hi - 1 - j
+    o_b = tl.arange(0, BK)
+    if REVERSE:
+        i_s = s_hi - 1
+    else:
+        i_s = s_lo
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + o_b
+        m_kv = (o_k < K)[:, None] & m_v[None, :]
+        if USE_INIT:
+            b_x = tl.load(init + (i_n * HV + i_hv).to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv,
+                          other=0.0)  # fmt: skip
         else:
-            i_s = s_lo + j
-        i_sv = (i_s * HV + i_hv).to(tl.int64)
-        _store_state(out + i_sv * K * V, b0, b1, b2, b3, o_v, j >= 0, BK, K, V)
-        p_m = mseg + i_sv * K * K
-        l0, l1, l2, l3 = _init_state(loc + i_sv * K * V, o_v, m_v, 0, False, BK, K, V)
-        n0 = _op_row(p_m, 0, b0, b1, b2, b3, BK, K) + l0
-        n1 = b1
-        n2 = b2
-        n3 = b3
-        if K > BK:
-            n1 = _op_row(p_m, 1, b0, b1, b2, b3, BK, K) + l1
-        if K > 2 * BK:
-            n2 = _op_row(p_m, 2, b0, b1, b2, b3, BK, K) + l2
-        if K > 3 * BK:
-            n3 = _op_row(p_m, 3, b0, b1, b2, b3, BK, K) + l3
-        b0, b1, b2, b3 = n0, n1, n2, n3
+            b_x = tl.zeros([BK, BV], dtype=tl.float32)
+        tl.store(out + (i_s * HV + i_hv).to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :], b_x, mask=m_kv)
+    for _ in range(s_hi - s_lo - 1):
+        if REVERSE:
+            i_next = i_s - 1
+        else:
+            i_next = i_s + 1
+        tl.debug_barrier()
+        p_x = out + (i_s * HV + i_hv).to(tl.int64) * K * V
+        p_m = mseg + (i_s * HV + i_hv).to(tl.int64) * K * K
+        p_l = loc + (i_s * HV + i_hv).to(tl.int64) * K * V
+        p_o = out + (i_next * HV + i_hv).to(tl.int64) * K * V
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + o_b
+            m_kv = (o_k < K)[:, None] & m_v[None, :]
+            b_x = tl.load(p_l + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+            for i_j in range(tl.cdiv(K, BK)):
+                o_j = i_j * BK + o_b
+                b_m = tl.load(p_m + o_k[:, None] * K + o_j[None, :], mask=(o_k < K)[:, None] & (o_j < K)[None, :],
+                              other=0.0)  # fmt: skip
+                b_h = tl.load(p_x + o_j[:, None] * V + o_v[None, :], mask=(o_j < K)[:, None] & m_v[None, :], other=0.0)
+                b_x += tl.dot(b_m, b_h, input_precision="ieee")
+            tl.store(p_o + o_k[:, None] * V + o_v[None, :], b_x, mask=m_kv)
+        i_s = i_next
 
 
 def _interp_bv(kernel, V: int):
@@ -425,12 +423,12 @@ def _bucket(n: int) -> int:
 
 def _combine(mseg, loc, init, plan, N, HV, K, V, reverse, device):
     out = torch.empty(plan["nseg"], HV, K, V, dtype=torch.float32, device=device)
-    BK = state_block_k(K)
-    BV = 16 if is_interpret() else 32
+    BV = 32
     grid = (triton.cdiv(V, BV), N * HV)
     split_combine_kernel[grid](
         mseg, loc, init if init is not None else out, out, plan["seq_seg_off"], _bucket(N * HV),
-        HV=HV, K=K, V=V, BK=BK, BV=BV, USE_INIT=init is not None, REVERSE=reverse, num_warps=4,
+        HV=HV, K=K, V=V, BK=16 if K <= 16 else 32, BV=BV, USE_INIT=init is not None, REVERSE=reverse,
+        num_warps=4, num_stages=1,
     )  # fmt: skip
     return out
 

@@ -116,15 +116,24 @@ def test_dispatch_and_fused_recurrent():
     assert rel(o1, o3) < 1e-5 and rel(s1, s3) < 1e-5 and rel(o2, o3) < 1e-5 and rel(s2, s3) < 1e-5
 
 
-def test_kept_states_equal_recompute(monkeypatch):
-    """The backward from the forward's kept h, v_new equals the recompute path (MEGATRON_HYBRID_GDN_RECOMPUTE_H=1)
-    bit for bit: the same kernels on the same inputs."""
+@pytest.mark.parametrize("how", ["env", "argument"])
+def test_kept_states_equal_recompute(monkeypatch, how):
+    """The backward from the forward's kept h, v_new equals the recompute path (MEGATRON_HYBRID_GDN_RECOMPUTE_H=1, or
+    keep_states=False as the model layer passes it) bit for bit: the same kernels on the same inputs."""
     xs = inputs(1, 130, 1, 2, 32, 48, seed=12)
     grads = []
-    for rec in ("0", "1"):
-        monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_H", rec)
+    for keep in (True, False):
+        kwargs = {}
+        if how == "env":
+            monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0" if keep else "1")
+        else:
+            monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "1" if keep else "0")  # the argument must win
+            kwargs["keep_states"] = keep
         ours = [x.clone().requires_grad_() for x in xs]
-        o, st = chunk_gated_delta_rule(*ours[:5], initial_state=ours[5], output_final_state=True)
+        o, st = chunk_gated_delta_rule(*ours[:5], initial_state=ours[5], output_final_state=True, **kwargs)
+        saved_h = o.grad_fn.saved_tensors[7]
+        assert (saved_h is not None) == keep  # h kept for the backward or not
+
         gen = torch.Generator().manual_seed(1)
         ((o * torch.randn(o.shape, generator=gen)).sum() + (st * torch.randn(st.shape, generator=gen)).sum()).backward()
         grads.append([x.grad for x in ours])
