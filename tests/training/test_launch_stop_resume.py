@@ -9,6 +9,7 @@ bench/pretrain_resume.py, which is what runs on the GPU machines.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ TINY = [
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("make", "setsid", "pkill")),
+    reason="the launch scripts need make, setsid and pkill (util-linux, procps)",
+)
 def test_group_sigterm_saves_and_the_same_command_resumes(corpus, tmp_path):
     command = [
         sys.executable, "bench/pretrain_resume.py", "--arms", "olmo_hybrid_7b", "--gpus", "1", "--layers", "4",
