@@ -41,6 +41,19 @@ TAGS = {
 }
 
 
+def perf_medians(tb: Path, gpus: int, after_step: int, skip_steps: tuple[int, ...] = ()) -> dict:
+    """Medians of the trainer's step-timing scalars over steps > ``after_step`` (warm-up left out) and not in
+    ``skip_steps`` (e.g. the first step after a restart): tokens/s per GPU, TFLOP/s per GPU, MFU %, peak GiB."""
+    row = {}
+    for name, tag in TAGS.items():
+        steps, values = read_curve(tb, tag)
+        kept = [v for s, v in zip(steps, values) if s > after_step and s not in skip_steps]
+        row[name] = float(statistics.median(kept)) if kept else float("nan")
+    row["tokens_per_s_per_gpu"] = row.pop("tokens_per_s") / gpus
+    row["mfu_percent"] = 100 * row.pop("mfu")
+    return row
+
+
 def random_tokens(path: Path, count: int, vocab: int, seed: int = 0) -> Path:
     """A flat uint32 token file (OLMo's .npy format) of uniform random ids below ``vocab``."""
     tokens = np.random.default_rng(seed).integers(0, vocab, size=count, dtype=np.uint32)
@@ -69,12 +82,7 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
         raise SystemExit(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     layout = next((line for line in done.stdout.splitlines() if line.startswith("training ")), "")
     row = {"arm": arm, "layers": args.layers or "all", "gpus": args.gpus, "layout": layout.split(": ", 1)[-1]}
-    for name, tag in TAGS.items():
-        steps, values = read_curve(tb, tag)
-        kept = [v for s, v in zip(steps, values) if s > args.warmup]
-        row[name] = statistics.median(kept) if kept else float("nan")
-    row["tokens_per_s_per_gpu"] = row.pop("tokens_per_s") / args.gpus
-    row["mfu_percent"] = 100 * row.pop("mfu")
+    row |= perf_medians(tb, args.gpus, args.warmup)
     print(row, flush=True)
     return row
 

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import report  # noqa: E402
+from model_step import perf_medians  # noqa: E402
 
 from megatron_hybrid.compare import read_curve  # noqa: E402
 
@@ -129,13 +129,8 @@ def run_arm(arm: str, args, data: str, eod: int, work: Path) -> tuple[dict, dict
         s = row["saved_at_step"]
         row["loss_before_stop"] = curve.get(s)
         row["loss_after_resume"] = curve.get(s + 1)
-    for name, tag in {"tokens_per_s": "perf/tokens_per_s", "tflops_per_gpu": "perf/tflops_per_gpu",
-                      "mfu": "perf/mfu", "peak_memory_gib": "perf/peak_memory_gib"}.items():  # fmt: skip
-        steps, values = read_curve(tb / arm, tag)
-        kept = [v for s, v in zip(steps, values) if s > args.warmup_steps and s != (row["resumed_at_step"] or -1) + 1]
-        row[name] = float(statistics.median(kept)) if kept else float("nan")
-    row["tokens_per_s_per_gpu"] = row.pop("tokens_per_s") / args.gpus
-    row["mfu_percent"] = 100 * row.pop("mfu")
+    restart_step = (row["resumed_at_step"] or -1) + 1  # its timing includes the reload
+    row |= perf_medians(tb / arm, args.gpus, args.warmup_steps, skip_steps=(restart_step,))
     # make itself also gets the SIGTERM and reports it (exit 2); what counts is the trainer's own save.
     row["ok"] = bool(
         row["saved_at_step"] and row["resumed_at_step"] == row["saved_at_step"]

@@ -43,14 +43,11 @@ def _meta(B, T, cu_seqlens):
     }
 
 
-def recompute_h() -> bool:
-    """MEGATRON_HYBRID_GDN_RECOMPUTE_H=1: recompute h and v_new in the backward instead of keeping them."""
-    return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0") == "1"
-
-
 def keep_states_default(keep_states: bool | None) -> bool:
-    """An explicit ``keep_states`` wins; None follows MEGATRON_HYBRID_GDN_RECOMPUTE_H (default: keep)."""
-    return (not recompute_h()) if keep_states is None else bool(keep_states)
+    """An explicit ``keep_states`` wins; None keeps h and v_new unless MEGATRON_HYBRID_GDN_RECOMPUTE_H=1."""
+    if keep_states is None:
+        return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0") != "1"
+    return bool(keep_states)
 
 
 def _split_plan(meta, q, v):
