@@ -45,6 +45,9 @@ def main():
             "fwd_h (h, v_new)": lambda: C.chunk_fwd_h(k, w, u, gcum, None, False, meta),
             "fwd_o": lambda: C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta),
             "wy_recompute (w,u)": lambda: C.chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai),
+            "wy_recompute (w; kept states)": lambda: C.chunk_wy_fwd(
+                k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False
+            ),
             "bwd_dh (+dv local)": lambda: C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta),
             "bwd_dqk": lambda: C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta),
             "wy_bwd": lambda: C.chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta),

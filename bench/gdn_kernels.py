@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 
 import torch
@@ -115,6 +116,25 @@ def check_fp64(q, k, v, g, beta, cu, do, o, grads):
     return out
 
 
+def write_results(rows, meta, stem):
+    """``stem``.json and ``stem``.md with every row so far."""
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    with open(stem + ".json", "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
+    lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours peak MiB | fla fwd ms | "
+              "fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla |", "|" + "---|" * 13]  # fmt: skip
+    for r in rows:
+        name = r["shape"] + (" (packed)" if r["packed"] else "")
+        fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {r['fla_peak_mib']:.0f} | {r['ratio_fwd_bwd']:.2f}"
+               if "fla_fwd_ms" in r else "- | - | - | -")  # fmt: skip
+        lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {r['ours_fwd_ms']:.3f} | "
+                     f"{r['ours_fwd_bwd_ms']:.3f} | {r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated names from: " + ", ".join(SHAPES))
@@ -137,6 +157,12 @@ def main():
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     fla_op, fla_note = (None, "skipped (--no-fla)") if args.no_fla else load_fla()
     print(fla_note, flush=True)
+    meta = {
+        **report.environment(),  # date, card, versions, commit, command: as every benchmark records them
+        "fla": fla_note,
+        "dtype": "bf16 inputs, fp32 g, use_qk_l2norm=True, beta in (0, 2)",
+        "split_state": f"{args.split_state} (segments: {args.split_segments or 'auto'})" if suffix else "off",
+    }
     rows = []
     for name in args.shapes.split(","):
         B, T, H, K, V, lens = SHAPES[name]
@@ -181,29 +207,8 @@ def main():
         print(msg, flush=True)
         del q, k, v, g, beta, do
         torch.cuda.empty_cache()
-
-    meta = {
-        **report.environment(),  # date, card, versions, commit, command: as every benchmark records them
-        "fla": fla_note,
-        "dtype": "bf16 inputs, fp32 g, use_qk_l2norm=True, beta in (0, 2)",
-        "split_state": f"{args.split_state} (segments: {args.split_segments or 'auto'})" if suffix else "off",
-    }
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"gdn_kernels{suffix}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
-    lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
-    lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours peak MiB | fla fwd ms | "
-              "fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla |", "|" + "---|" * 13]  # fmt: skip
-    for r in rows:
-        name = r["shape"] + (" (packed)" if r["packed"] else "")
-        fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {r['fla_peak_mib']:.0f} | {r['ratio_fwd_bwd']:.2f}"
-               if "fla_fwd_ms" in r else "- | - | - | -")  # fmt: skip
-        lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {r['ours_fwd_ms']:.3f} | "
-                     f"{r['ours_fwd_bwd_ms']:.3f} | {r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
-    with open(os.path.join(args.out, f"gdn_kernels{suffix}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        write_results(rows, meta, os.path.join(args.out, f"gdn_kernels{suffix}"))  # after each shape: a time limit
+    print(pathlib.Path(args.out, f"gdn_kernels{suffix}.md").read_text())  # keeps what finished
 
 
 if __name__ == "__main__":

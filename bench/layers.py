@@ -7,7 +7,7 @@ widths, sequence 8192, micro-batch 1, bf16, for:
 - the project's attention mixers (full causal; sliding window 4096);
 - whole blocks: the hybrid's GDN block (d=3840) against the Olmo 3 sliding-window block (d=4096)
   it replaces, and the full-attention blocks of both models;
-plus a torch-profiler breakdown of one GDN block step (share of time per kernel).
+plus torch-profiler breakdowns (share of time per kernel) of one GDN mixer step and one GDN block step.
 
     python bench/layers.py [--seq 8192] [--out bench/results]
 """
@@ -109,17 +109,25 @@ def measure(name, module, x, rows, **extra):
     return row
 
 
-def profile_gdn_block(layer, x, out_dir: Path) -> str:
+def profile_step(layer, x, out_dir: Path, name: str, title: str) -> str:
+    """Torch-profiler share of time per kernel of one fwd+bwd step, written to ``out_dir/name.md``."""
     from torch.profiler import ProfilerActivity, profile
 
     x = x.detach().requires_grad_(True)
     grad = torch.randn_like(x)
-    for _ in range(3):
+    params = [p for p in layer.parameters() if p.requires_grad]
+
+    def step():
+        for t in (x, *params):  # as in measure(): fresh gradients, so no accumulation kernels in the profile
+            t.grad = None
         layer(x, attention_mask=None)[0].backward(grad)
+
+    for _ in range(3):
+        step()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
-            layer(x, attention_mask=None)[0].backward(grad)
+            step()
         torch.cuda.synchronize()
     events = [e for e in prof.key_averages() if e.device_time_total > 0]
     total = sum(e.device_time_total for e in events)
@@ -131,9 +139,7 @@ def profile_gdn_block(layer, x, out_dir: Path) -> str:
             f"| {e.device_time_total / 5 / 1000:.3f} | {e.count // 5} |"
         )
     table = "\n".join(lines)
-    (out_dir / "gdn_block_profile.md").write_text(
-        "# One Olmo Hybrid GDN block step (fwd+bwd), B=1 T=8192 d=3840, bf16\n\n" + table + "\n"
-    )
+    (out_dir / f"{name}.md").write_text(f"# {title}\n\n{table}\n")
     return table
 
 
@@ -159,6 +165,8 @@ def main() -> None:
 
     ours = build_mixer(gdn_layer_spec(), hybrid_tcfg)
     measure("GDN mixer, megatron_hybrid (d=3840, 30x(96,192))", ours, x_hybrid, rows, **shape)
+    step = f"fwd+bwd, B={args.batch} T={args.seq} d={hybrid.d_model}, bf16"
+    print(profile_step(ours, x_hybrid, out_dir, "gdn_mixer_profile", f"One Olmo Hybrid GDN mixer step ({step})"))
     if not args.skip_mcore:
         try:
             theirs = mcore_gdn(hybrid_tcfg, ours)
@@ -187,8 +195,7 @@ def main() -> None:
         measure(label, block, x, rows, **shape)
         del block
 
-    profile = profile_gdn_block(gdn_block, x_hybrid, out_dir)
-    print(profile)
+    print(profile_step(gdn_block, x_hybrid, out_dir, "gdn_block_profile", f"One Olmo Hybrid GDN block step ({step})"))
     columns = ["module", "seq", "batch", "fwd_ms", "fwd_bwd_ms", "peak_extra_MiB"]
     notes = "Peak extra memory: activations and workspace of one fwd+bwd, beyond weights, grads and input."
     print(report.write("layers", rows, columns, notes, out_dir).read_text())

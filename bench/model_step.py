@@ -74,6 +74,9 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
     ]  # fmt: skip
     if args.layers:
         command += ["--model-overrides.n_layers", str(args.layers)]
+    if args.gpus == 1 and not any(a.startswith("--tensor-model-parallel-size") for a in args.trainer_args):
+        # the 7B configs' layout is TP=2 with sequence parallelism: one GPU runs TP=1 without it
+        command += ["--tensor-model-parallel-size", "1", "--sequence-parallel", "false"]
     command += args.trainer_args
     print("+", " ".join(command), flush=True)
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # keep site dirs already set

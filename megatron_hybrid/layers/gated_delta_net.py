@@ -157,9 +157,10 @@ class GatedDeltaNet(MegatronModule):
         projected, _ = self.in_proj(hidden_states)  # [s, b, local q k v z]
         projected = projected.transpose(0, 1)  # [b, s, .]: the ops' layout
         b, s, _ = projected.shape
-        z = projected[..., self.conv_dim_local_tp :]
+        # one split, not two slices: its backward writes both gradients into one tensor (a slice's backward
+        # zero-fills a full-width tensor per slice, and autograd then adds the two)
+        qkv, z = projected.split([self.conv_dim_local_tp, projected.shape[-1] - self.conv_dim_local_tp], dim=-1)
         beta_logit, a = self.in_proj_ba(hidden_states)[0].transpose(0, 1).split(self.in_proj_ba_sections, dim=-1)
-        qkv = projected[..., : self.conv_dim_local_tp]  # q, k, v are adjacent: a view, no copy
         qkv, _ = ops.causal_conv1d(qkv, self.conv1d.weight.squeeze(1), activation="silu", cu_seqlens=cu_seqlens)
         key_local = self.num_key_heads_local_tp * self.key_head_dim
         q, k, v = qkv.split([key_local, key_local, qkv.shape[-1] - 2 * key_local], dim=-1)

@@ -114,14 +114,20 @@ def test_chunk_bf16(shape):
      ((-20.0, 0.0), (0.0, 2.0))],
     ids=["strong-decay", "g0", "beta0", "beta2", "mixed"],
 )  # fmt: skip
-def test_chunk_bf16_extremes(g_range, beta_range):
+def test_chunk_bf16_extremes(g_range, beta_range, seed=7):
     """Kernel precision at the edges. q and k are L2-normalised (and rounded to bf16) before the call, so the
     reference sees the same normalised inputs: with g = 0 (no decay over 1100 tokens) rounding the normalised q, k
     to bf16 alone moves o by ~3.9e-3 (CPU emulation, bench/KERNELS.md), most of the budget, and it is an input
     rounding that fla's in-kernel L2 norm makes too. The other tests keep use_qk_l2norm=True."""
-    q, k, v, g, beta, s0 = make_inputs(1, 1100, 2, 2, 96, 192, torch.bfloat16, g_range, beta_range, seed=7)
+    q, k, v, g, beta, s0 = make_inputs(1, 1100, 2, 2, 96, 192, torch.bfloat16, g_range, beta_range, seed=seed)
     q, k = F.normalize(q.float(), dim=-1, eps=1e-3).to(q.dtype), F.normalize(k.float(), dim=-1, eps=1e-3).to(k.dtype)
     run_and_compare(q, k, v, g, beta, s0, use_qk_l2norm=False)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_chunk_bf16_g0_more_draws(seed):
+    """g = 0 is where the state-product roundings (MEGATRON_HYBRID_GDN_STATE_DOTS) show: more draws than one."""
+    test_chunk_bf16_extremes((0.0, 0.0), (0.0, 2.0), seed=seed)
 
 
 def test_chunk_bf16_varlen():

@@ -11,7 +11,8 @@ Backward, chunk c from the last, dh the gradient of its end state:
     dv2 = scale (q k^T * D)^T do + (exp(G_last - G) k) dh      (dv2: gradient of v_new; D_ij = exp(G_i - G_j), i >= j)
     dh <- exp(G_last) dh + scale (exp(G) q)^T do - w^T dv2
 The q k^T product does not depend on the chain through dh, so it overlaps with it. The products with the fp32 state
-take fp32 (tf32) operands: rounding the state to bf16 there cost accuracy with little or no decay (g = 0).
+take fp32 (tf32) operands or operands rounded to the input dtype, per MEGATRON_HYBRID_GDN_STATE_DOTS (utils.py):
+rounding the state to bf16 in w h cost accuracy with little or no decay (g = 0).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .utils import CHUNK, autotune, is_interpret, pick_block, state_block_k
+from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
 
 
 @triton.jit
@@ -61,13 +62,13 @@ def _seq(i_n, cu_seqlens, chunk_offsets, T, BT: tl.constexpr, IS_VARLEN: tl.cons
 CONFIGS = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in ((32, 4, 2), (64, 4, 2), (16, 4, 2))]
 
 
-@autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "STORE_H"])
+@autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "STORE_H", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
 def chunk_fwd_h_kernel(
     k, w, u, gcum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, NSEQ_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr,
-    IS_VARLEN: tl.constexpr,
+    IS_VARLEN: tl.constexpr, READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
 ):  # fmt: skip
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_hv = i_nh // HV, i_nh % HV
@@ -117,19 +118,19 @@ def chunk_fwd_h_kernel(
                 )
         b_v = tl.load(u + o_tv, mask=m_tv, other=0).to(tl.float32)
         b_w = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, False)
-        b_v -= tl.dot(b_w.to(tl.float32), b_h0)
+        b_v -= sdot(b_w, b_h0, READ_F32, k.dtype.element_ty)
         b_kT0 = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True)
         if K > BK:
             b_w = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, False)
-            b_v -= tl.dot(b_w.to(tl.float32), b_h1)
+            b_v -= sdot(b_w, b_h1, READ_F32, k.dtype.element_ty)
             b_kT1 = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True)
         if K > 2 * BK:
             b_w = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, False)
-            b_v -= tl.dot(b_w.to(tl.float32), b_h2)
+            b_v -= sdot(b_w, b_h2, READ_F32, k.dtype.element_ty)
             b_kT2 = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True)
         if K > 3 * BK:
             b_w = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, False)
-            b_v -= tl.dot(b_w.to(tl.float32), b_h3)
+            b_v -= sdot(b_w, b_h3, READ_F32, k.dtype.element_ty)
             b_kT3 = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True)
         if STORE_H:
             tl.store(v_new + o_tv, b_v.to(v_new.dtype.element_ty), mask=m_tv)
@@ -138,13 +139,13 @@ def chunk_fwd_h_kernel(
         b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv)
         b_vd = tl.where(m_t[:, None], b_v * tl.exp(b_Gl - b_G)[:, None], 0.0)
         b_dl = tl.exp(b_Gl)
-        b_h0 = b_h0 * b_dl + tl.dot(b_kT0.to(tl.float32), b_vd)
+        b_h0 = b_h0 * b_dl + sdot(b_kT0, b_vd, UPD_F32, k.dtype.element_ty)
         if K > BK:
-            b_h1 = b_h1 * b_dl + tl.dot(b_kT1.to(tl.float32), b_vd)
+            b_h1 = b_h1 * b_dl + sdot(b_kT1, b_vd, UPD_F32, k.dtype.element_ty)
         if K > 2 * BK:
-            b_h2 = b_h2 * b_dl + tl.dot(b_kT2.to(tl.float32), b_vd)
+            b_h2 = b_h2 * b_dl + sdot(b_kT2, b_vd, UPD_F32, k.dtype.element_ty)
         if K > 3 * BK:
-            b_h3 = b_h3 * b_dl + tl.dot(b_kT3.to(tl.float32), b_vd)
+            b_h3 = b_h3 * b_dl + sdot(b_kT3, b_vd, UPD_F32, k.dtype.element_ty)
 
     if STORE_HT:
         p_ht = ht + (i_n * HV + i_hv).to(tl.int64) * K * V
@@ -157,12 +158,13 @@ def chunk_fwd_h_kernel(
             tl.store(_hblock_ptr(p_ht, 3, o_v, BK, V), b_h3, mask=_hblock_mask(3, o_v, BK, K, V))
 
 
-@autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET"])
+@autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
 def chunk_bwd_dh_kernel(
     q, k, w, gcum, do, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
+    READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
 ):  # fmt: skip
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_hv = i_nh // HV, i_nh % HV
@@ -216,43 +218,53 @@ def chunk_bwd_dh_kernel(
         b_k = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, False)
         b_qT0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, True)
         b_A += tl.dot(b_k, b_qT0)
-        b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h0)
+        b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h0, READ_F32, k.dtype.element_ty)
         if K > BK:
             b_k = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, False)
             b_qT1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, True)
             b_A += tl.dot(b_k, b_qT1)
-            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h1)
+            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h1, READ_F32, k.dtype.element_ty)
         if K > 2 * BK:
             b_k = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, False)
             b_qT2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, True)
             b_A += tl.dot(b_k, b_qT2)
-            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h2)
+            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h2, READ_F32, k.dtype.element_ty)
         if K > 3 * BK:
             b_k = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, False)
             b_qT3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, True)
             b_A += tl.dot(b_k, b_qT3)
-            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h3)
+            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h3, READ_F32, k.dtype.element_ty)
         m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
         b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
         b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
         tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
         b_wT = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, True)
-        b_h0 = b_h0 * b_dl + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+        b_h0 = (
+            b_h0 * b_dl
+            + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do)
+            - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+        )
         if K > BK:
             b_wT = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, True)
             b_h1 = (
-                b_h1 * b_dl + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+                b_h1 * b_dl
+                + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do)
+                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
             )
         if K > 2 * BK:
             b_wT = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, True)
             b_h2 = (
-                b_h2 * b_dl + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+                b_h2 * b_dl
+                + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do)
+                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
             )
         if K > 3 * BK:
             b_wT = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, True)
             b_h3 = (
-                b_h3 * b_dl + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+                b_h3 * b_dl
+                + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do)
+                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
             )
 
     if STORE_DH0:
@@ -285,6 +297,7 @@ def chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
     v_new = torch.empty_like(u)
     ht = torch.empty(N, HV, K, V, dtype=torch.float32, device=k.device) if output_final_state else None
     _interp_bv(chunk_fwd_h_kernel, V)
+    read_f32, upd_f32 = meta.setdefault("state_dots_fwd", state_dot_flags("fwd"))
 
     def grid(m):
         return (triton.cdiv(V, m["BV"]), N * HV)
@@ -293,7 +306,7 @@ def chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
         k, w, u, gcum, h, v_new, initial_state, ht, meta["cu_seqlens"], meta["chunk_offsets"], T,
         _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK,
         USE_H0=initial_state is not None, STORE_HT=output_final_state, STORE_H=True,
-        IS_VARLEN=meta["cu_seqlens"] is not None,
+        IS_VARLEN=meta["cu_seqlens"] is not None, READ_F32=read_f32, UPD_F32=upd_f32,
     )  # fmt: skip
     return h, v_new, ht
 
@@ -308,6 +321,7 @@ def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
     dh = torch.empty(meta["NT_total"], HV, K, V, dtype=q.dtype, device=q.device)
     dh0 = torch.empty(N, HV, K, V, dtype=torch.float32, device=q.device) if initial_state is not None else None
     _interp_bv(chunk_bwd_dh_kernel, V)
+    read_f32, upd_f32 = meta.setdefault("state_dots_bwd", state_dot_flags("bwd"))
 
     def grid(m):
         return (triton.cdiv(V, m["BV"]), N * HV)
@@ -316,5 +330,6 @@ def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
         q, k, w, gcum, do, dv2, dh, dht, dh0, meta["cu_seqlens"], meta["chunk_offsets"], scale, T,
         _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK,
         USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=meta["cu_seqlens"] is not None,
+        READ_F32=read_f32, UPD_F32=upd_f32,
     )  # fmt: skip
     return dv2, dh, dh0

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .chunk_h import _hblock_mask, _hblock_ptr, _load_kblock, _seq
-from .utils import CHUNK, autotune, is_interpret, pick_block, state_block_k
+from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
 
 ENV_MODE = "MEGATRON_HYBRID_GDN_SPLIT_STATE"
 ENV_SEGMENTS = "MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS"
@@ -181,12 +181,13 @@ CONFIGS_FWD = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s
 CONFIGS_BWD = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in _CFG]
 
 
-@autotune(configs=CONFIGS_FWD, key=["H", "HV", "K", "V", "BK", "NSEG_BUCKET", "PASS"])
+@autotune(configs=CONFIGS_FWD, key=["H", "HV", "K", "V", "BK", "NSEG_BUCKET", "PASS", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEG_BUCKET"])
 def split_fwd_h_kernel(
     k, w, u, gcum, h, v_new, hs, mseg, hloc, ht, seg_info, cu_seqlens, chunk_offsets, T, NSEG_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, PASS: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
 ):  # fmt: skip
     """PASS 1: grid (V/BV + K/BV, segments * HV); from zero (value columns) / identity (operator columns), no input
     on the operator columns; stores the segment's end: r_s into hloc, M_s into mseg. Skips last segments.
@@ -220,19 +221,19 @@ def split_fwd_h_kernel(
             _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, i_c >= 0, BK, K, V)
         b_v = tl.load(u + o_tv, mask=m_tv, other=0).to(tl.float32)
         b_w = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, False)
-        b_v -= tl.dot(b_w.to(tl.float32), b_h0)
+        b_v -= sdot(b_w, b_h0, READ_F32, k.dtype.element_ty)
         b_kT0 = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True)
         if K > BK:
             b_w = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, False)
-            b_v -= tl.dot(b_w.to(tl.float32), b_h1)
+            b_v -= sdot(b_w, b_h1, READ_F32, k.dtype.element_ty)
             b_kT1 = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True)
         if K > 2 * BK:
             b_w = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, False)
-            b_v -= tl.dot(b_w.to(tl.float32), b_h2)
+            b_v -= sdot(b_w, b_h2, READ_F32, k.dtype.element_ty)
             b_kT2 = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True)
         if K > 3 * BK:
             b_w = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, False)
-            b_v -= tl.dot(b_w.to(tl.float32), b_h3)
+            b_v -= sdot(b_w, b_h3, READ_F32, k.dtype.element_ty)
             b_kT3 = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True)
         if PASS == 3:
             tl.store(v_new + o_tv, b_v.to(v_new.dtype.element_ty), mask=m_tv)
@@ -241,13 +242,13 @@ def split_fwd_h_kernel(
         b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv)
         b_vd = tl.where(m_t[:, None], b_v * tl.exp(b_Gl - b_G)[:, None], 0.0)
         b_dl = tl.exp(b_Gl)
-        b_h0 = b_h0 * b_dl + tl.dot(b_kT0.to(tl.float32), b_vd)
+        b_h0 = b_h0 * b_dl + sdot(b_kT0, b_vd, UPD_F32, k.dtype.element_ty)
         if K > BK:
-            b_h1 = b_h1 * b_dl + tl.dot(b_kT1.to(tl.float32), b_vd)
+            b_h1 = b_h1 * b_dl + sdot(b_kT1, b_vd, UPD_F32, k.dtype.element_ty)
         if K > 2 * BK:
-            b_h2 = b_h2 * b_dl + tl.dot(b_kT2.to(tl.float32), b_vd)
+            b_h2 = b_h2 * b_dl + sdot(b_kT2, b_vd, UPD_F32, k.dtype.element_ty)
         if K > 3 * BK:
-            b_h3 = b_h3 * b_dl + tl.dot(b_kT3.to(tl.float32), b_vd)
+            b_h3 = b_h3 * b_dl + sdot(b_kT3, b_vd, UPD_F32, k.dtype.element_ty)
 
     if PASS == 1:
         _store_state(mseg + i_sv * K * K, b_h0, b_h1, b_h2, b_h3, o_v, is_m != 0, BK, K, K)
@@ -257,12 +258,13 @@ def split_fwd_h_kernel(
         _store_state(p_ht, b_h0, b_h1, b_h2, b_h3, o_v, (flags & 2) != 0, BK, K, V)
 
 
-@autotune(configs=CONFIGS_BWD, key=["H", "HV", "K", "V", "BK", "NSEG_BUCKET", "PASS"])
+@autotune(configs=CONFIGS_BWD, key=["H", "HV", "K", "V", "BK", "NSEG_BUCKET", "PASS", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEG_BUCKET"])
 def split_bwd_dh_kernel(
     q, k, w, gcum, do, dv2, dh, dhe, mseg, dloc, dh0, seg_info, cu_seqlens, chunk_offsets, scale, T, NSEG_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, PASS: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
+    READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
 ):  # fmt: skip
     """PASS 1: grid (V/BV + K/BV, segments * HV); the reverse recurrence from zero (value columns) / identity
     (operator columns, with do = 0 there); stores the gradient at the segment start: rho_s into dloc and
@@ -307,22 +309,22 @@ def split_bwd_dh_kernel(
         b_k = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, False)
         b_qT0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, True)
         b_A += tl.dot(b_k, b_qT0)
-        b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h0)
+        b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h0, READ_F32, k.dtype.element_ty)
         if K > BK:
             b_k = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, False)
             b_qT1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, True)
             b_A += tl.dot(b_k, b_qT1)
-            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h1)
+            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h1, READ_F32, k.dtype.element_ty)
         if K > 2 * BK:
             b_k = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, False)
             b_qT2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, True)
             b_A += tl.dot(b_k, b_qT2)
-            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h2)
+            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h2, READ_F32, k.dtype.element_ty)
         if K > 3 * BK:
             b_k = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, False)
             b_qT3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, True)
             b_A += tl.dot(b_k, b_qT3)
-            b_dv += tl.dot(b_k.to(tl.float32) * b_kd[:, None], b_h3)
+            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h3, READ_F32, k.dtype.element_ty)
         m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
         b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
         b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
@@ -330,21 +332,31 @@ def split_bwd_dh_kernel(
             tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
         b_wT = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, True)
-        b_h0 = b_h0 * b_dl + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+        b_h0 = (
+            b_h0 * b_dl
+            + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do)
+            - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+        )
         if K > BK:
             b_wT = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, True)
             b_h1 = (
-                b_h1 * b_dl + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+                b_h1 * b_dl
+                + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do)
+                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
             )
         if K > 2 * BK:
             b_wT = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, True)
             b_h2 = (
-                b_h2 * b_dl + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+                b_h2 * b_dl
+                + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do)
+                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
             )
         if K > 3 * BK:
             b_wT = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, True)
             b_h3 = (
-                b_h3 * b_dl + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do) - tl.dot(b_wT.to(tl.float32), b_dv)
+                b_h3 * b_dl
+                + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do)
+                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
             )
 
     if PASS == 1:
@@ -447,7 +459,9 @@ def chunk_fwd_h_split(k, w, u, gcum, initial_state, output_final_state, meta, pl
     hloc = torch.empty(nseg, HV, K, V, dtype=torch.float32, device=dev)
     _interp_bv(split_fwd_h_kernel, V)
     args = (meta["cu_seqlens"], meta["chunk_offsets"], T, _bucket(nseg * HV))
+    read_f32, upd_f32 = meta.setdefault("state_dots_fwd", state_dot_flags("fwd"))
     kw = {"H": H, "HV": HV, "K": K, "V": V, "BT": CHUNK, "BK": BK, "IS_VARLEN": meta["cu_seqlens"] is not None}
+    kw.update(READ_F32=read_f32, UPD_F32=upd_f32)
 
     def grid1(m):
         return (triton.cdiv(V, m["BV"]) + triton.cdiv(K, m["BV"]), nseg * HV)
@@ -481,7 +495,9 @@ def chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, plan)
     dloc = torch.empty(nseg, HV, K, V, dtype=torch.float32, device=dev)
     _interp_bv(split_bwd_dh_kernel, V)
     args = (meta["cu_seqlens"], meta["chunk_offsets"], scale, T, _bucket(nseg * HV))
+    read_f32, upd_f32 = meta.setdefault("state_dots_bwd", state_dot_flags("bwd"))
     kw = {"H": H, "HV": HV, "K": K, "V": V, "BT": CHUNK, "BK": BK, "IS_VARLEN": meta["cu_seqlens"] is not None}
+    kw.update(READ_F32=read_f32, UPD_F32=upd_f32)
 
     def grid1(m):
         return (triton.cdiv(V, m["BV"]) + triton.cdiv(K, m["BV"]), nseg * HV)

@@ -23,6 +23,39 @@ def autotune(configs: list[triton.Config], key: list[str], **kwargs):
     return triton.autotune(configs=configs, key=key, **kwargs)
 
 
+# How the sequential state kernels multiply with their fp32 state (MEGATRON_HYBRID_GDN_STATE_DOTS, read per call:
+# one mode for both passes, or "<forward mode>,<backward mode>"). A mode is (READ_F32, UPD_F32) for the product that
+# reads the state (w h forward, (k exp) dh backward) and the one that updates it (k^T v_new forward, w^T dv2
+# backward). True: fp32 operands (tf32 on the GPU); False: both operands rounded to the input dtype, as fla does.
+# With no decay (g = 0) the state grows over the whole sequence and the update's rounding is what costs accuracy.
+STATE_DOT_MODES = {"tf32": (True, True), "read": (True, False), "update": (False, True), "bf16": (False, False)}
+# Measured on the H100 (2026-11-26, bench/state_dot_modes.sh, Olmo shape, one config): fwd_h 0.407 ms in tf32,
+# 0.330 in "update"; bwd_dh 0.785 in tf32, 0.649 in "read". The GPU g = 0 test (o <= 5e-3) fails the forward in
+# "read" (5.1e-3) and "bf16" (5.3e-3), and "bf16" fails dg in the backward (1.3e-2 > 1e-2).
+STATE_DOTS_DEFAULT = "update,read"
+
+
+def state_dot_flags(direction: str) -> tuple[bool, bool]:
+    """(READ_F32, UPD_F32) for the "fwd" or "bwd" state pass."""
+    spec = os.environ.get("MEGATRON_HYBRID_GDN_STATE_DOTS", STATE_DOTS_DEFAULT)
+    modes = spec.split(",")
+    if len(modes) not in (1, 2) or any(m not in STATE_DOT_MODES for m in modes):
+        raise ValueError(
+            f"MEGATRON_HYBRID_GDN_STATE_DOTS must be a mode or '<forward>,<backward>' modes from "
+            f"{sorted(STATE_DOT_MODES)}, got {spec!r}"
+        )
+    return STATE_DOT_MODES[modes[0] if direction == "fwd" or len(modes) == 1 else modes[1]]
+
+
+@triton.jit
+def sdot(a, b, F32: tl.constexpr, DT: tl.constexpr):
+    """a @ b where one side is (or feeds) the fp32 state: fp32 operands, or both rounded to the input dtype DT."""
+    if F32:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32))
+    else:
+        return tl.dot(a.to(DT), b.to(DT))
+
+
 def pick_block(dim: int, max_block: int = 64) -> int:
     """Largest power-of-two block <= max_block (>= 16) that divides ``dim`` exactly, so that 96 and 192 are tiled by
     32 and 64 with no masked waste; if none divides it, the smallest power of two that covers it (capped)."""

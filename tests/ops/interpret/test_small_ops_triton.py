@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/ops/test_triton_interpreter.py"
 
-from megatron_hybrid.ops import causal_conv1d, gated_rms_norm, gdn_gates, l2norm  # noqa: E402
+from megatron_hybrid.ops import causal_conv1d, conv1d, gated_rms_norm, gdn_gates, l2norm  # noqa: E402
 from megatron_hybrid.ops.conv1d import causal_conv1d_torch  # noqa: E402
 from megatron_hybrid.ops.gates import gdn_gates_torch  # noqa: E402
 from megatron_hybrid.ops.norms import gated_rms_norm_torch, l2norm_torch  # noqa: E402
@@ -83,3 +84,122 @@ def test_conv1d_state_chaining():
         return causal_conv1d_torch(xe, w, True)[:, 3:]
 
     check(lambda x, w, s0: causal_conv1d(x, w, initial_state=s0)[0], ref, x, w, s0)
+
+
+# ------------------------------------------------------------------------------------- conv1d backward variants
+# Every backward variant of ops/conv1d.py (bench/conv1d.py times them on the GPU): tile sizes small enough that
+# T is not a multiple of the row tile, C not a multiple of the channel tile, and a program walks several tiles.
+CONV_BWD_CONFIGS = [
+    conv1d.BwdConfig("fused", rows_per_program=1, block_t=32),
+    conv1d.BwdConfig("fused", rows_per_program=3, block_t=16, block_c=64),
+    conv1d.BwdConfig("two_pass", "fp32", rows_per_program=1, block_t=32),
+    conv1d.BwdConfig("two_pass", "fp32", rows_per_program=4, block_t=16, block_c=64),
+    conv1d.BwdConfig("two_pass", "dy", rows_per_program=8, block_t=8, block_c=32),
+    conv1d.BwdConfig("ring", "fp32", rows_per_program=1),
+    conv1d.BwdConfig("ring", "dy", rows_per_program=3, block_t=8, block_c=64),
+]
+
+
+def _conv(act, cu=None, s0=None):
+    """The op, and its torch reference, with an activation flag, varlen bounds and an initial state (optional)."""
+
+    def ref(x, w, *s):
+        if s0 is None:
+            return causal_conv1d_torch(x, w, act, cu)
+        rows = s[0].transpose(1, 2)  # [N, W-1, C]
+        if cu is None:
+            return causal_conv1d_torch(torch.cat([rows, x], 1), w, act)[:, w.shape[1] - 1 :]
+        bounds = cu.tolist()
+        outs = []
+        for n in range(len(bounds) - 1):
+            seq = torch.cat([rows[n], x[0, bounds[n] : bounds[n + 1]]], 0)[None]
+            outs.append(causal_conv1d_torch(seq, w, act)[:, w.shape[1] - 1 :])
+        return torch.cat(outs, 1)
+
+    def op(x, w, *s):
+        return causal_conv1d(x, w, "silu" if act else None, initial_state=s[0] if s else None, cu_seqlens=cu)[0]
+
+    return op, ref
+
+
+@pytest.mark.parametrize("cfg", CONV_BWD_CONFIGS, ids=lambda c: c.name)
+def test_conv1d_bwd_variants(monkeypatch, cfg):
+    monkeypatch.setattr(conv1d, "_BWD_CONFIG", cfg)
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 45, 150), torch.randn(150, 4)
+    for act in (True, False):
+        check(*_conv(act), x, w)
+    # varlen: a 1-token sequence, an empty one, sequences shorter and longer than the row tile
+    cu = torch.tensor([0, 1, 1, 20, 21, 90], dtype=torch.int32)
+    x1 = x.reshape(1, 90, 150)
+    for act in (True, False):
+        check(*_conv(act, cu), x1, w)
+    # kernel width 3, one channel tile narrower than the tile
+    check(*_conv(True), torch.randn(1, 23, 24), torch.randn(24, 3))
+
+
+@pytest.mark.parametrize("cfg", CONV_BWD_CONFIGS, ids=lambda c: c.name)
+def test_conv1d_strided_input(monkeypatch, cfg):
+    """x a channel slice of a wider tensor (the layer's ``projected[..., :C]``): read in place, gradients flow into
+    the wider tensor; also with the batch dimension the outer-most stride of a [T, B] layout."""
+    monkeypatch.setattr(conv1d, "_BWD_CONFIG", cfg)
+    torch.manual_seed(1)
+    w = torch.randn(150, 4)
+    for wide in (torch.randn(2, 45, 230), torch.randn(45, 2, 230).transpose(0, 1)):
+        for act in (True, False):
+            op, ref = _conv(act)
+            check(lambda p, w, op=op: op(p[..., 10:160], w), lambda p, w, ref=ref: ref(p[..., 10:160], w), wide, w)
+    # the view is what the forward saves: no copy of x
+    x = torch.randn(1, 30, 230)[..., :150].requires_grad_()
+    y = causal_conv1d(x, w.clone().requires_grad_())[0]
+    assert y.grad_fn.saved_tensors[0].data_ptr() == x.data_ptr() and y.is_contiguous()
+    # varlen on the strided view (check() clones its inputs: slice inside, as above)
+    op, ref = _conv(True, torch.tensor([0, 1, 1, 30], dtype=torch.int32))
+    check(lambda p, w: op(p[..., :150], w), lambda p, w: ref(p[..., :150], w), torch.randn(1, 30, 230), w)
+
+
+@pytest.mark.parametrize("cfg", CONV_BWD_CONFIGS[::2] + CONV_BWD_CONFIGS[-1:], ids=lambda c: c.name)
+def test_conv1d_state_variants(monkeypatch, cfg):
+    monkeypatch.setattr(conv1d, "_BWD_CONFIG", cfg)
+    torch.manual_seed(2)
+    x, w = torch.randn(2, 37, 70), torch.randn(70, 4)
+    check(*_conv(True, s0=True), x, w, torch.randn(2, 70, 3))
+    cu = torch.tensor([0, 1, 1, 40, 74], dtype=torch.int32)
+    check(*_conv(True, cu, s0=True), x.reshape(1, 74, 70), w, torch.randn(4, 70, 3))
+    # final state with varlen
+    y, s = causal_conv1d(x.reshape(1, 74, 70), w, initial_state=None, output_final_state=True, cu_seqlens=cu)
+    x2 = x.reshape(74, 70)
+    assert torch.equal(s[0, :, :2], torch.zeros(70, 2)) and torch.equal(s[0, :, 2], x2[0])  # a 1-token sequence
+    assert torch.equal(s[1], torch.zeros(70, 3))  # an empty one
+    assert torch.equal(s[2], x2[37:40].t()) and torch.equal(s[3], x2[71:74].t())
+
+
+@pytest.mark.parametrize("cfg", CONV_BWD_CONFIGS, ids=lambda c: c.name)
+def test_conv1d_fp16(monkeypatch, cfg):
+    """fp16 in and out, fp32 inside: within a few fp16 roundings of the fp32 reference (dpre in fp16 adds one)."""
+    monkeypatch.setattr(conv1d, "_BWD_CONFIG", cfg)
+    torch.manual_seed(3)
+    x, w = torch.randn(2, 45, 150).half(), (torch.randn(150, 4) / 2).half()
+    cu = torch.tensor([0, 1, 1, 20, 21, 90], dtype=torch.int32)
+    for act, cu_, xx in ((True, None, x), (False, None, x), (True, cu, x.reshape(1, 90, 150))):
+        op, ref = _conv(act, cu_)
+        a, r = [t.clone().requires_grad_() for t in (xx, w)], [t.float().requires_grad_() for t in (xx, w)]
+        ya, yr = op(*a), ref(*r)
+        dy = torch.randn_like(yr).half()
+        ya.backward(dy)
+        yr.backward(dy.float())
+        assert ya.dtype == torch.float16 and a[0].grad.dtype == torch.float16 and a[1].grad.dtype == torch.float16
+        assert rel(ya, yr) < 5e-4  # measured ~2e-4: one fp16 rounding of y
+        assert rel(a[0].grad, r[0].grad) < 1e-3  # ~2e-4; ~3e-4 with dpre in fp16
+        assert rel(a[1].grad, r[1].grad) < 1e-3
+
+
+def test_conv1d_bwd_config_checks():
+    with pytest.raises(ValueError):
+        conv1d.BwdConfig("sliding")
+    with pytest.raises(ValueError):
+        conv1d.BwdConfig(dpre_dtype="bf16")
+    with pytest.raises(ValueError):
+        conv1d.BwdConfig(block_t=24)
+    with pytest.raises(ValueError):
+        conv1d.BwdConfig(rows_per_program=0)
