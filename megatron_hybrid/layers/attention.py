@@ -26,24 +26,9 @@ from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.spec_utils import build_module
 from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
 
+from megatron_hybrid import ops
 from megatron_hybrid.layers.core_attention import causal_attention
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """All-reduce in forward and in backward: the gradient of a TP-wide sum reaches every part."""
-
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        x = x.clone()
-        torch.distributed.all_reduce(x, group=group)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clone()
-        torch.distributed.all_reduce(grad, group=ctx.group)
-        return grad, None
+from megatron_hybrid.ops.norms import AllReduceSum, use_triton
 
 
 class FullWidthRMSNorm(torch.nn.Module):
@@ -64,10 +49,12 @@ class FullWidthRMSNorm(torch.nn.Module):
         self.weight.partition_stride = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_triton(x):  # one fused kernel each way (plus the TP all-reduces of the row sums)
+            return ops.rms_norm(x, self.weight, self.eps, self.full_width, self.tp_group)
         h = x.float()
         sum_sq = h.pow(2).sum(-1, keepdim=True)
         if self.tp_group is not None and self.tp_group.size() > 1:
-            sum_sq = _AllReduceSum.apply(sum_sq, self.tp_group)
+            sum_sq = AllReduceSum.apply(sum_sq, self.tp_group)
         h = h * torch.rsqrt(sum_sq / self.full_width + self.eps)
         return (self.weight * h).to(x.dtype)
 

@@ -13,7 +13,7 @@ from .gated_delta_rule import (
     torch_chunk_gated_delta_rule,
 )
 from .gates import gdn_gates
-from .norms import gated_rms_norm, l2norm
+from .norms import gated_rms_norm, l2norm, rms_norm
 
 __all__ = [
     "causal_conv1d",
@@ -24,5 +24,6 @@ __all__ = [
     "gdn_gates",
     "l2norm",
     "naive_recurrent_gated_delta_rule",
+    "rms_norm",
     "torch_chunk_gated_delta_rule",
 ]

@@ -222,6 +222,19 @@ def test_small_ops_bf16():
     assert (out.float() - ref.float()).abs().max().item() <= 1e-2 * ref.float().abs().max().item()
 
 
+def test_rms_norm_bf16():
+    """The fused RMSNorm (the block and QK norms) against fp64, and against the torch ops it replaces in bf16."""
+    from megatron_hybrid.ops import rms_norm
+    from megatron_hybrid.ops.norms import rms_norm_torch
+
+    x = torch.randn(2, 1000, 3840, device="cuda", dtype=torch.bfloat16) * 3
+    w = (1 + 0.1 * torch.randn(3840, device="cuda")).to(torch.bfloat16)
+    _check_op(rms_norm, rms_norm_torch, [x, w])
+    out, ref = rms_norm(x, w), rms_norm_torch(x, w)
+    # one bf16 ulp at most (the fp32 row sum is reduced in another order)
+    assert ((out.float() - ref.float()).abs() <= ref.float().abs() * 2**-7 + 1e-6).all()
+
+
 def test_long_t_olmo_dims_large_heads():
     """T=8192 with the Olmo head dims and 8 heads, no initial state, l2norm off (q, k normalised by hand)."""
     q, k, v, g, beta, _ = make_inputs(1, 8192, 8, 8, 96, 192, torch.bfloat16, h0=False, seed=13)

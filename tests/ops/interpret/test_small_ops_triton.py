@@ -9,10 +9,10 @@ import torch
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/ops/test_triton_interpreter.py"
 
-from megatron_hybrid.ops import causal_conv1d, conv1d, gated_rms_norm, gdn_gates, l2norm  # noqa: E402
+from megatron_hybrid.ops import causal_conv1d, conv1d, gated_rms_norm, gdn_gates, l2norm, norms  # noqa: E402
 from megatron_hybrid.ops.conv1d import causal_conv1d_torch  # noqa: E402
 from megatron_hybrid.ops.gates import gdn_gates_torch  # noqa: E402
-from megatron_hybrid.ops.norms import gated_rms_norm_torch, l2norm_torch  # noqa: E402
+from megatron_hybrid.ops.norms import gated_rms_norm_torch, l2norm_torch, rms_norm_torch  # noqa: E402
 
 
 def rel(a, b):
@@ -47,6 +47,36 @@ def test_gated_rms_norm():
     # fp16: the same roundings as the module (to within one fp16 ulp from rsqrt vs 1/sqrt)
     xh, gh, wh = x.half(), gate.half(), w.half()
     assert rel(gated_rms_norm(xh, gh, wh), gated_rms_norm_torch(xh, gh, wh)) < 1e-3
+
+
+def test_rms_norm(monkeypatch):
+    """Olmo's RMSNorm: fp32 and fp16 against the torch ops; the backward with several row blocks per program."""
+    x, w = torch.randn(600, 96), torch.randn(96)
+    check(norms.rms_norm, rms_norm_torch, x, w)
+    monkeypatch.setattr(norms, "BWD_PROGRAMS", 4)  # 38 row blocks over 4 programs: 10 row blocks each
+    check(norms.rms_norm, rms_norm_torch, torch.randn(3, 200, 40), torch.randn(40))
+    xh, wh = x.half(), w.half()
+    assert rel(norms.rms_norm(xh, wh), rms_norm_torch(xh, wh)) < 1e-3
+    with pytest.raises(ValueError, match="full_width=192 differs"):
+        norms.rms_norm(x, w, full_width=192)
+
+
+def test_rms_norm_split_over_ranks():
+    """The QK-norm case: the width split over 2 gloo ranks, statistics all-reduced, equals the whole-width norm."""
+    from tests.distributed_harness import run_on_ranks
+
+    from .rms_norm_ranks import split_width_rms_norm
+
+    M, D = 50, 48
+    parts = run_on_ranks(split_width_rms_norm, world_size=2, args=(M, D))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(M, 2 * D, generator=gen).requires_grad_()
+    w = torch.randn(2 * D, generator=gen).requires_grad_()
+    dy = torch.randn(M, 2 * D, generator=gen)
+    y = rms_norm_torch(x, w)
+    y.backward(dy)
+    y_s, dx_s, dw_s = (torch.cat([p[i] for p in parts], -1) for i in range(3))
+    assert rel(y_s, y) < 1e-5 and rel(dx_s, x.grad) < 1e-5 and rel(dw_s, w.grad) < 1e-5
 
 
 def test_gates():
