@@ -40,15 +40,15 @@ def l2norm_fwd_kernel(x, y, rstd, M, eps, D: tl.constexpr, BM: tl.constexpr, BD:
 
 
 @triton.jit
-def l2norm_bwd_kernel(x, rstd, dy, dx, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
+def l2norm_bwd_kernel(y, rstd, dy, dx, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
+    """From the output y (which the gated delta rule keeps anyway), not the input: nothing extra is saved."""
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
-    b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
+    b_y = tl.load(y + p, mask=m, other=0).to(tl.float32)
     b_dy = tl.load(dy + p, mask=m, other=0).to(tl.float32)
     b_r = tl.load(rstd + o_m, mask=o_m < M, other=0)
-    b_y = b_x * b_r[:, None]
     b_dx = b_r[:, None] * (b_dy - b_y * tl.sum(b_dy * b_y, 1)[:, None])
     tl.store(dx + p, b_dx.to(dx.dtype.element_ty), mask=m)
 
@@ -68,16 +68,18 @@ class L2NormFunction(torch.autograd.Function):
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
         BD, BM = _rows(D)
         l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x2, y, rstd, M, eps, D=D, BM=BM, BD=BD)
-        ctx.save_for_backward(x2, rstd)
+        # the output, not the input: the GDN op saves the normalised q, k anyway, so the input (a copy of a
+        # strided q/k view, 47 MB each at the Olmo shape) is freed after the forward
+        ctx.save_for_backward(y, rstd)
         return y.view(shape)
 
     @staticmethod
     def backward(ctx, dy):
-        x2, rstd = ctx.saved_tensors
-        M, D = x2.shape
-        dx = torch.empty_like(x2)
+        y2, rstd = ctx.saved_tensors
+        M, D = y2.shape
+        dx = torch.empty_like(y2)
         BD, BM = _rows(D)
-        l2norm_bwd_kernel[(triton.cdiv(M, BM),)](x2, rstd, dy.contiguous().view(M, D), dx, M, D=D, BM=BM, BD=BD)
+        l2norm_bwd_kernel[(triton.cdiv(M, BM),)](y2, rstd, dy.contiguous().view(M, D), dx, M, D=D, BM=BM, BD=BD)
         return dx.view(dy.shape), None
 
 

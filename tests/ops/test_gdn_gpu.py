@@ -99,6 +99,7 @@ SHAPES = [
     (2, 63, 2, 2, 192, 96),
     (3, 129, 4, 4, 16, 48),
     (1, 2048, 2, 2, 96, 192),
+    (2, 257, 4, 4, 12, 24),  # `make smoke` / the small model test's dims: K, V fill no block
 ]
 
 
@@ -212,6 +213,8 @@ def test_small_ops_bf16():
     _check_op(gdn_gates, gdn_gates_torch, [a, b, A_log, dt])
     x, w = torch.randn(2, 3000, 1152, device=dev, dtype=bf), torch.randn(1152, 4, device=dev, dtype=bf) * 0.5
     _check_op(lambda x, w: causal_conv1d(x, w)[0], lambda x, w: causal_conv1d_torch(x, w, True), [x, w])
+    xs, ws = torch.randn(2, 257, 192, device=dev, dtype=bf), torch.randn(192, 4, device=dev, dtype=bf) * 0.5
+    _check_op(lambda x, w: causal_conv1d(x, w)[0], lambda x, w: causal_conv1d_torch(x, w, True), [xs, ws])
     cu = torch.tensor([0, 5, 2000, 6000], dtype=torch.int32, device=dev)
     x1 = x.reshape(1, 6000, 1152)
     _check_op(lambda x, w: causal_conv1d(x, w, cu_seqlens=cu)[0],
