@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# GPU check of the gated-delta-rule kernels (for the H100 device machine), in under 9 minutes (the step limits):
+# GPU check of the gated-delta-rule kernels (for the H100 device machine). All four steps take up to 11 minutes (their
+# limits), more than one 10-minute device call: pick steps with STEPS (default "tests layers bench breakdown"):
 #   1. the GPU op tests (one config per kernel: MEGATRON_HYBRID_AUTOTUNE=0), output in $OUT/gpu_ops_tests.txt;
 #      they include test_g0_stage_errors (each backward kernel against fp64 on its own inputs; its line
 #      "stage errors: ..." is printed) and test_backward_deterministic (three runs, bit-identical);
+#   1b. the model-level GPU tests (tests/layers: bf16 models and gradients against fp32), $OUT/gpu_layer_tests.txt;
 #   2. the benchmark against fla on the Olmo shape and its TP=2 slice, autotuned (two or three configs per kernel),
 #      with the fp64 check of the autotuned kernels: $OUT/gdn_kernels.{json,md}, log $OUT/gdn_kernels.txt;
 #   3. the per-kernel breakdown of the same two shapes: $OUT/gdn_breakdown.json, log $OUT/gdn_breakdown.txt.
@@ -12,7 +14,7 @@
 #     OUT=/path/to/dir bash bench/gpu_kernel_check.sh          (from the repository root; OUT defaults to
 #                                                                bench/results/gpu_check; PY to python)
 #
-# Knobs: T_TESTS, T_BENCH, T_BREAKDOWN (seconds per step, defaults 160, 300, 50; the benchmark autotunes ours and fla: 130 s was too short on 2026-11-26); SHAPES (default olmo,olmo_tp2);
+# Knobs: T_TESTS, T_LAYER_TESTS, T_BENCH, T_BREAKDOWN (seconds per step, defaults 160, 150, 300, 50; the benchmark autotunes ours and fla: 130 s was too short on 2026-11-26); SHAPES (default olmo,olmo_tp2);
 # MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 to time the recompute path instead of the kept states.
 set -u
 cd "$(dirname "$0")/.."
@@ -23,9 +25,12 @@ mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 
-step() {  # step NAME LIMIT_S LOGFILE CMD...
-  local name=$1 limit=$2 log=$3
-  shift 3
+STEPS=${STEPS:-tests layers bench breakdown}
+
+step() {  # step KEY NAME LIMIT_S LOGFILE CMD...  (runs only when KEY is in $STEPS)
+  local key=$1 name=$2 limit=$3 log=$4
+  shift 4
+  case " $STEPS " in *" $key "*) ;; *) echo "== $name: skipped (STEPS)" | tee -a "$SUMMARY"; return ;; esac
   local t0=$SECONDS
   echo "== $name (limit ${limit}s): $*" | tee -a "$SUMMARY"
   timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 | tee "$log"
@@ -41,17 +46,23 @@ step() {  # step NAME LIMIT_S LOGFILE CMD...
 } | tee -a "$SUMMARY"
 
 # 1. tests: one config per kernel (compiles dominate; autotuning every test shape would not fit)
-step "gpu op tests" "${T_TESTS:-160}" "$OUT/gpu_ops_tests.txt" \
+step tests "gpu op tests" "${T_TESTS:-160}" "$OUT/gpu_ops_tests.txt" \
   env MEGATRON_HYBRID_AUTOTUNE=0 $PY -m pytest tests/ops -m gpu -q -p no:cacheprovider -rfEP
 
+# 1b. the model-level GPU tests (bf16 models against fp32, gradients per parameter): -rfE keeps the failing
+#     parameter's line ("<name>: GPU bf16 ... vs CPU bf16 ...") in the log
+step layers "gpu layer tests" "${T_LAYER_TESTS:-150}" "$OUT/gpu_layer_tests.txt" \
+  env MEGATRON_HYBRID_AUTOTUNE=0 $PY -m pytest tests/layers -m gpu -q -p no:cacheprovider -rfE
+
 # 2. ours vs fla, autotuned (each kernel's list has 2 or 3 configs, the best known first); fp64 check included
-step "gdn_kernels $SHAPES" "${T_BENCH:-300}" "$OUT/gdn_kernels.txt" \
+step bench "gdn_kernels $SHAPES" "${T_BENCH:-300}" "$OUT/gdn_kernels.txt" \
   env MEGATRON_HYBRID_AUTOTUNE=1 $PY bench/gdn_kernels.py --shapes "$SHAPES" --out "$OUT"
 
 # 3. per-kernel times (ours only), same shapes, autotuned
-step "gdn_breakdown $SHAPES" "${T_BREAKDOWN:-50}" "$OUT/gdn_breakdown.txt" \
+step breakdown "gdn_breakdown $SHAPES" "${T_BREAKDOWN:-50}" "$OUT/gdn_breakdown.txt" \
   env MEGATRON_HYBRID_AUTOTUNE=1 $PY bench/gdn_breakdown.py --shapes "$SHAPES" --out "$OUT"
 
 echo "== done in ${SECONDS}s" | tee -a "$SUMMARY"
-grep -E "passed|failed|error" "$OUT/gpu_ops_tests.txt" | tail -3 | tee -a "$SUMMARY"
-grep -E "stage errors" "$OUT/gpu_ops_tests.txt" | tail -1 | tee -a "$SUMMARY"
+grep -sE "passed|failed|error" "$OUT/gpu_ops_tests.txt" | tail -3 | tee -a "$SUMMARY"
+grep -sE "stage errors" "$OUT/gpu_ops_tests.txt" | tail -1 | tee -a "$SUMMARY"
+grep -sE "passed|failed|GPU bf16 .* vs CPU bf16" "$OUT/gpu_layer_tests.txt" | tail -5 | tee -a "$SUMMARY"

@@ -217,6 +217,14 @@ def conv1d_bwd_dpre_kernel(x, weight, dy, dpre, tok_bos, tok_eos, R, L, sx_b, sx
 
 
 @triton.jit
+def _store_tile(p, b, o_s, m_s, o_c, m_c, C: tl.constexpr):
+    """Rows o_s x channels o_c of a contiguous [R, C] tensor."""
+    tl.store(
+        p + o_s.to(tl.int64)[:, None] * C + o_c[None, :], b.to(p.dtype.element_ty), mask=m_s[:, None] & m_c[None, :]
+    )
+
+
+@triton.jit
 def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, sg_b, sg_t, C: tl.constexpr,
                       W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, RPP: tl.constexpr,
                       RECOMPUTE: tl.constexpr, SEQS: tl.constexpr):  # fmt: skip
@@ -248,11 +256,7 @@ def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, 
                 b_g = _dsilu(b_pre, b_g)  # zero where m_o is off (dy is)
             b_dx += b_g * b_ws[i_w][None, :]
             b_dw = _tuple_add(b_dw, i_w, b_g * b_x, W)
-        tl.store(
-            dx + o_s.to(tl.int64)[:, None] * C + o_c[None, :],
-            b_dx.to(dx.dtype.element_ty),
-            mask=m_s[:, None] & m_c[None, :],
-        )
+        _store_tile(dx, b_dx, o_s, m_s, o_c, m_c, C)
     for i_w in tl.static_range(W):
         tl.store(dw + (i_p * W + i_w) * C + o_c, tl.sum(b_dw[i_w], 0), mask=m_c)
 
@@ -301,11 +305,7 @@ def conv1d_bwd_ring_kernel(x, weight, dy, dx, dw, ring, tok_bos, tok_eos, R, L, 
             b_g = tl.load(p_ring + o_g[:, None] * BC, mask=m_o[:, None], other=0).to(tl.float32)
             b_dx += b_g * b_ws[i_w][None, :]
             b_dw = _tuple_add(b_dw, i_w, b_g * b_x, W)
-        tl.store(
-            dx + o_s.to(tl.int64)[:, None] * C + o_c[None, :],
-            b_dx.to(dx.dtype.element_ty),
-            mask=m_s[:, None] & m_c[None, :],
-        )
+        _store_tile(dx, b_dx, o_s, m_s, o_c, m_c, C)
         tl.debug_barrier()  # slot i_r % 2 is read before step i_r + 1 overwrites it
     for i_w in tl.static_range(W):
         tl.store(dw + (i_p * W + i_w) * C + o_c, tl.sum(b_dw[i_w], 0), mask=m_c)

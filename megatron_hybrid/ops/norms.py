@@ -101,15 +101,22 @@ def gated_rms_norm_torch(x, gate, weight, eps: float = 1e-5):
 
 
 @triton.jit
-def gated_rms_norm_fwd_kernel(
-    x, gate, weight, y, rstd, M, eps, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, H_DTYPE: tl.constexpr
-):
+def _gate_offsets(o_m, o_d, GH: tl.constexpr, sg_n, sg_h):
+    """Row m of the gate viewed as [N, GH, D] with strides (sg_n, sg_h, 1): a strided view (the layer's z, a slice of
+    the input projection) is read in place."""
+    o_m = o_m.to(tl.int64)
+    return ((o_m // GH) * sg_n + (o_m % GH) * sg_h)[:, None] + o_d[None, :]
+
+
+@triton.jit
+def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: tl.constexpr, GH: tl.constexpr,
+                              BM: tl.constexpr, BD: tl.constexpr, H_DTYPE: tl.constexpr):  # fmt: skip
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
     b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
-    b_g = tl.load(gate + p, mask=m, other=0).to(tl.float32)
+    b_g = tl.load(gate + _gate_offsets(o_m, o_d, GH, sg_n, sg_h), mask=m, other=0).to(tl.float32)
     b_w = tl.load(weight + o_d, mask=o_d < D, other=0)
     b_r = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) / D + eps)
     # the same roundings as the torch module: normalised x in x's dtype, times weight in the promoted dtype
@@ -121,16 +128,15 @@ def gated_rms_norm_fwd_kernel(
 
 
 @triton.jit
-def gated_rms_norm_bwd_kernel(
-    x, gate, weight, rstd, dy, dx, dgate, dw, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr
-):
+def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, M, sg_n, sg_h, D: tl.constexpr,
+                              GH: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):  # fmt: skip
     i_p = tl.program_id(0)
     o_m = i_p * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
     b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
-    b_g = tl.load(gate + p, mask=m, other=0).to(tl.float32)
+    b_g = tl.load(gate + _gate_offsets(o_m, o_d, GH, sg_n, sg_h), mask=m, other=0).to(tl.float32)
     b_dy = tl.load(dy + p, mask=m, other=0).to(tl.float32)
     b_w = tl.load(weight + o_d, mask=o_d < D, other=0).to(tl.float32)
     b_r = tl.load(rstd + o_m, mask=o_m < M, other=0)
@@ -149,36 +155,52 @@ def gated_rms_norm_bwd_kernel(
 _TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
 
+def _gate_rows(gate: torch.Tensor) -> torch.Tensor:
+    """The gate as [N, GH, D] with a unit stride over D: a view when the leading dims merge (the layer's z, a
+    column slice of the input projection, does), else a contiguous copy."""
+    D = gate.shape[-1]
+    GH = gate.shape[-2] if gate.dim() >= 2 else 1
+    if gate.stride(-1) == 1:
+        try:
+            return gate.view(-1, GH, D)
+        except RuntimeError:  # leading dims that do not merge into one stride
+            pass
+    return gate.contiguous().view(-1, GH, D)
+
+
 class GatedRMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gate, weight, eps):
         shape = x.shape
         D = shape[-1]
-        x2, g2 = x.contiguous().view(-1, D), gate.contiguous().view(-1, D)
+        x2 = x.contiguous().view(-1, D)
+        g3 = _gate_rows(gate)
         M = x2.shape[0]
         y = torch.empty_like(x2)
         rstd = torch.empty(M, dtype=torch.float32, device=x.device)
         BD, BM = _rows(D)
         h_dtype = _TL[torch.promote_types(weight.dtype, x.dtype)]
         gated_rms_norm_fwd_kernel[(triton.cdiv(M, BM),)](
-            x2, g2, weight.contiguous(), y, rstd, M, eps, D=D, BM=BM, BD=BD, H_DTYPE=h_dtype
-        )
-        ctx.save_for_backward(x2, g2, weight, rstd)
-        ctx.gate_dtype = gate.dtype
+            x2, g3, weight.contiguous(), y, rstd, M, eps, g3.stride(0), g3.stride(1), D=D, GH=g3.shape[1], BM=BM,
+            BD=BD, H_DTYPE=h_dtype,
+        )  # fmt: skip
+        # the gate as given: a view of the input projection is saved without a copy (its base is kept anyway)
+        ctx.save_for_backward(x2, g3, weight, rstd)
         return y.view(shape)
 
     @staticmethod
     def backward(ctx, dy):
-        x2, g2, weight, rstd = ctx.saved_tensors
+        x2, g3, weight, rstd = ctx.saved_tensors
         M, D = x2.shape
         BD, BM = _rows(D)
         n_prog = triton.cdiv(M, BM)
         dx = torch.empty_like(x2)
-        dgate = torch.empty_like(g2)
+        dgate = torch.empty(M, D, dtype=g3.dtype, device=g3.device)
         dw = torch.empty(n_prog, D, dtype=torch.float32, device=x2.device)
         gated_rms_norm_bwd_kernel[(n_prog,)](
-            x2, g2, weight.contiguous(), rstd, dy.contiguous().view(M, D), dx, dgate, dw, M, D=D, BM=BM, BD=BD
-        )
+            x2, g3, weight.contiguous(), rstd, dy.contiguous().view(M, D), dx, dgate, dw, M, g3.stride(0),
+            g3.stride(1), D=D, GH=g3.shape[1], BM=BM, BD=BD,
+        )  # fmt: skip
         return dx.view(dy.shape), dgate.view(dy.shape), dw.sum(0).to(weight.dtype), None
 
 

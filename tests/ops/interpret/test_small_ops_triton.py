@@ -49,6 +49,38 @@ def test_gated_rms_norm():
     assert rel(gated_rms_norm(xh, gh, wh), gated_rms_norm_torch(xh, gh, wh)) < 1e-3
 
 
+def test_gated_rms_norm_strided_gate():
+    """The layer's gate z is a column slice of the input projection: read in place, gradient into the wide tensor;
+    a gate whose leading dims do not merge (batch-major transposed) takes a copy."""
+    x, w = torch.randn(2, 7, 3, 16), torch.randn(16)
+    for wide, make_gate in (
+        (torch.randn(2, 7, 100), lambda t: t[..., 40:88].view(2, 7, 3, 16)),
+        (torch.randn(7, 2, 48), lambda t: t.view(7, 2, 3, 16).transpose(0, 1)),
+    ):
+        a, r = wide.clone().requires_grad_(), wide.clone().requires_grad_()
+        xa, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yr = gated_rms_norm(xa, make_gate(a), w), gated_rms_norm_torch(xr, make_gate(r), w)
+        dy = torch.randn_like(yr)
+        (ya * dy).sum().backward()
+        (yr * dy).sum().backward()
+        assert rel(ya, yr) < 1e-5 and rel(a.grad, r.grad) < 1e-5 and rel(xa.grad, xr.grad) < 1e-5
+
+
+def test_gated_rms_norm_saves_no_gate_copy():
+    """Activation memory: what the norm keeps for its backward is x, the gate's own storage (the projection it is a
+    slice of, which the layer keeps anyway), the weight and rstd: no copy of the gate (47-94 MB at the Olmo shape)."""
+    wide = torch.randn(2, 7, 100)
+    x, w = torch.randn(2, 7, 3, 16, requires_grad=True), torch.randn(16, requires_grad=True)
+    storages = []
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: storages.append(t.untyped_storage().data_ptr()) or t, lambda t: t
+    ):
+        gated_rms_norm(x, wide.requires_grad_()[..., 40:88].view(2, 7, 3, 16), w)
+    big = [ptr for ptr in storages if ptr not in (x.untyped_storage().data_ptr(), w.untyped_storage().data_ptr())]
+    assert wide.untyped_storage().data_ptr() in big
+    assert len(big) == 2, f"expected the wide gate and rstd only, got {len(big)} storages"
+
+
 def test_rms_norm(monkeypatch):
     """Olmo's RMSNorm: fp32 and fp16 against the torch ops; the backward with several row blocks per program."""
     x, w = torch.randn(600, 96), torch.randn(96)
