@@ -17,7 +17,7 @@ from functools import partial
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 from megatron.core.transformer.identity_op import IdentityOp
-from megatron.core.transformer.mlp import MLP, MLPSubmodules
+from megatron.core.transformer.mlp import MLPSubmodules
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 from megatron.core.transformer.transformer_layer import (
@@ -28,7 +28,7 @@ from megatron.core.transformer.transformer_layer import (
 
 from megatron_hybrid.layers.attention import OlmoAttentionSubmodules, OlmoSelfAttention
 from megatron_hybrid.layers.gated_delta_net import GatedDeltaNet, GatedDeltaNetSubmodules
-from megatron_hybrid.layers.mlp import PostNormMLP, PostNormMLPSubmodules
+from megatron_hybrid.layers.mlp import PostNormMLP, PostNormMLPSubmodules, SwiGLUMLP
 from megatron_hybrid.layers.norms import RMSNorm
 
 DEFAULT_SLIDING_WINDOW = 4096
@@ -70,7 +70,7 @@ def gdn_layer_spec(backend: str = "local") -> ModuleSpec:
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=RMSNorm,
             mlp=partial(
-                MLP.as_mlp_submodule,
+                SwiGLUMLP.as_mlp_submodule,
                 submodules=MLPSubmodules(linear_fc1=column, linear_fc2=row),
             ),
             mlp_bda=get_bias_dropout_add,

@@ -14,6 +14,7 @@ from .gated_delta_rule import (
 )
 from .gates import gdn_gates
 from .norms import gated_rms_norm, l2norm, rms_norm
+from .swiglu import swiglu
 
 __all__ = [
     "causal_conv1d",
@@ -25,5 +26,6 @@ __all__ = [
     "l2norm",
     "naive_recurrent_gated_delta_rule",
     "rms_norm",
+    "swiglu",
     "torch_chunk_gated_delta_rule",
 ]

@@ -225,6 +225,16 @@ def test_small_ops_bf16():
     assert (out.float() - ref.float()).abs().max().item() <= 1e-2 * ref.float().abs().max().item()
 
 
+def test_swiglu_bf16():
+    from megatron_hybrid.ops import swiglu
+    from megatron_hybrid.ops.swiglu import swiglu_torch
+
+    y = torch.randn(2, 1000, 2 * 11008, device="cuda", dtype=torch.bfloat16) * 3
+    _check_op(swiglu, swiglu_torch, [y])
+    out, ref = swiglu(y), swiglu_torch(y)  # the torch ops' roundings: silu rounded, then the product
+    assert ((out.float() - ref.float()).abs() <= ref.float().abs() * 2**-7 + 1e-6).all()
+
+
 def test_rms_norm_bf16():
     """The fused RMSNorm (the block and QK norms) against fp64, and against the torch ops it replaces in bf16."""
     from megatron_hybrid.ops import rms_norm
