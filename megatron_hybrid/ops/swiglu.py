@@ -24,25 +24,27 @@ def swiglu_torch(y: torch.Tensor) -> torch.Tensor:
 
 
 @triton.jit
-def swiglu_fwd_kernel(y, out, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
+def _tile_halves(y, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
+    """This program's [BM, BF] tile: rows, columns, mask, offsets into y [M, 2D], and the gate and up halves (fp32)."""
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_f = tl.program_id(1) * BF + tl.arange(0, BF)
     m = (o_m < M)[:, None] & (o_f < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * (2 * D) + o_f[None, :]
     b_a = tl.load(y + p, mask=m, other=0).to(tl.float32)
     b_b = tl.load(y + p + D, mask=m, other=0).to(tl.float32)
+    return o_m, o_f, m, p, b_a, b_b
+
+
+@triton.jit
+def swiglu_fwd_kernel(y, out, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
+    o_m, o_f, m, p, b_a, b_b = _tile_halves(y, M, D, BM, BF)
     b_s = (b_a * tl.sigmoid(b_a)).to(y.dtype.element_ty).to(tl.float32)
     tl.store(out + o_m.to(tl.int64)[:, None] * D + o_f[None, :], (b_s * b_b).to(out.dtype.element_ty), mask=m)
 
 
 @triton.jit
 def swiglu_bwd_kernel(y, dout, dy, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
-    o_m = tl.program_id(0) * BM + tl.arange(0, BM)
-    o_f = tl.program_id(1) * BF + tl.arange(0, BF)
-    m = (o_m < M)[:, None] & (o_f < D)[None, :]
-    p = o_m.to(tl.int64)[:, None] * (2 * D) + o_f[None, :]
-    b_a = tl.load(y + p, mask=m, other=0).to(tl.float32)
-    b_b = tl.load(y + p + D, mask=m, other=0).to(tl.float32)
+    o_m, o_f, m, p, b_a, b_b = _tile_halves(y, M, D, BM, BF)
     b_g = tl.load(dout + o_m.to(tl.int64)[:, None] * D + o_f[None, :], mask=m, other=0).to(tl.float32)
     b_sg = tl.sigmoid(b_a)
     tl.store(dy + p, (b_g * b_b * b_sg * (1 + b_a * (1 - b_sg))).to(dy.dtype.element_ty), mask=m)
