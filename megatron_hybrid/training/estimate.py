@@ -7,8 +7,10 @@ it holds the embedding and, under 1F1B, the most micro-batches in flight):
 * gradients: fp32 buffers when ``grad_reduce_in_fp32`` (4 B/param), else 2 B;
 * optimizer: fp32 main params + Adam moments (12 B/param), divided by DP with the distributed
   optimizer;
-* activations: ~34 x s x b x h bytes per layer (Korthikanti et al. 2022, flash-style attention,
-  no s^2 term), divided by TP with sequence parallelism; ``2 x s x b x h`` per layer with full
+* activations: per block kind, the bytes its forward keeps for the backward (``block_activation_bytes``:
+  counted tensor by tensor with ``bench/activation_memory.py``; an Olmo 3 attention block comes to ~34 x h per
+  token, Korthikanti et al.'s flash-attention figure, a GDN block at the Olmo Hybrid dims to ~46 x h), averaged
+  over the pattern, times s x b, divided by TP with sequence parallelism; ``2 x s x b x h`` per layer with full
   recompute; times the micro-batches in flight on stage 0 (PP for 1F1B); plus fp32 logits.
 
 It is a planning number (real runs add allocator slack and communication buffers, ~10-15%).
@@ -20,6 +22,29 @@ from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
 
 GIB = 2**30
+
+
+def block_activation_bytes(model_cfg, kind: str) -> float:
+    """Bytes per token that one block keeps from its forward for its backward (bf16, TP=1, no recompute).
+
+    The terms are the tensors ``bench/activation_memory.py`` finds (the fused RMSNorm, SwiGLU and GDN ops). MLP:
+    fc1 output (2F values) and fc2 input (F). Attention block (``A``/``S``, post-norm): qkv input, q/k norm inputs,
+    attention output, post-norm inputs (5 of width h), q, k, v and the output in attention layout, the log-sum-exp.
+    GDN block (``G``, pre-norm): the two pre-norm outputs and the MLP's norm input (3h); the input projection
+    [q, k, v, z] (the conv's input and the gate); the normalised q, k; v; the kernel output and the out-projection
+    input; the WY inverse T (fp32, 64 per value head)."""
+    d, ffn = model_cfg.d_model, model_cfg.ffn_hidden
+    mlp = 2 * (3 * ffn)
+    if kind in ("A", "S"):
+        q_width, kv_width = model_cfg.n_heads * model_cfg.attn_head_dim, model_cfg.kv_heads * model_cfg.attn_head_dim
+        return mlp + 2 * 5 * d + 2 * (2 * q_width + 2 * kv_width) + 4 * model_cfg.n_heads + 4 * 4  # + 4 rstd
+    if kind == "G":
+        qk = model_cfg.gdn_key_heads * model_cfg.gdn_k_dim  # one of q, k
+        vw = model_cfg.gdn_value_heads * model_cfg.gdn_v_dim  # v, z, the kernel output
+        hk, hv = model_cfg.gdn_key_heads, model_cfg.gdn_value_heads
+        small = 2 * 4 + 2 * 4 * hk + (4 + 4 + 4 + 2) * hv  # rstds (2 norms, q/k l2norm, out norm), g, a, b, beta
+        return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * 2 * qk + 2 * 3 * vw + 4 * 64 * hv + small
+    raise ValueError(f"unknown block kind {kind!r} (the layer pattern's letters are G, A, S)")
 
 
 def memory_estimate(cfg: TrainConfig, model_cfg, world_size: int) -> dict:
@@ -37,7 +62,11 @@ def memory_estimate(cfg: TrainConfig, model_cfg, world_size: int) -> dict:
     optim_b = 12 if cfg.bf16 else 8
     optim = stage_params * optim_b / (dp if cfg.use_distributed_optimizer else 1)
     s, b = cfg.seq_length, cfg.micro_batch_size
-    act_per_layer = (2 if cfg.recompute_granularity == "full" else 34) * s * b * d
+    if cfg.recompute_granularity == "full":
+        act_per_layer = 2 * s * b * d
+    else:
+        kinds = model_cfg.layer_types()
+        act_per_layer = sum(block_activation_bytes(model_cfg, k) for k in kinds) / len(kinds) * s * b
     act_per_layer /= tp if (cfg.sequence_parallel or tp == 1) else 1
     in_flight = min(pp, cfg.global_batch_size // (b * dp)) if pp > 1 else 1
     activations = act_per_layer * (layers / pp) * in_flight
