@@ -47,6 +47,37 @@ def _hblock_mask(i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
 
 
 @triton.jit
+def _load_state(p, o_v, LOAD: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
+    """Four [BK, BV] fp32 blocks: the K rows of a row-major [K, V] state at columns o_v when LOAD, else zeros."""
+    b0 = tl.zeros([BK, BV], dtype=tl.float32)
+    b1 = tl.zeros([BK, BV], dtype=tl.float32)
+    b2 = tl.zeros([BK, BV], dtype=tl.float32)
+    b3 = tl.zeros([BK, BV], dtype=tl.float32)
+    if LOAD:
+        b0 += tl.load(_hblock_ptr(p, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
+        if K > BK:
+            b1 += tl.load(_hblock_ptr(p, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
+        if K > 2 * BK:
+            b2 += tl.load(_hblock_ptr(p, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
+        if K > 3 * BK:
+            b3 += tl.load(_hblock_ptr(p, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
+    return b0, b1, b2, b3
+
+
+@triton.jit
+def _store_state(p, b0, b1, b2, b3, o_v, ok, BK: tl.constexpr, K: tl.constexpr, RS: tl.constexpr):
+    """The K rows held in b0..b3 into a row-major [K, RS] matrix at columns o_v < RS, where the scalar ok holds."""
+    ty = p.dtype.element_ty
+    tl.store(_hblock_ptr(p, 0, o_v, BK, RS), b0.to(ty), mask=_hblock_mask(0, o_v, BK, K, RS) & ok)
+    if K > BK:
+        tl.store(_hblock_ptr(p, 1, o_v, BK, RS), b1.to(ty), mask=_hblock_mask(1, o_v, BK, K, RS) & ok)
+    if K > 2 * BK:
+        tl.store(_hblock_ptr(p, 2, o_v, BK, RS), b2.to(ty), mask=_hblock_mask(2, o_v, BK, K, RS) & ok)
+    if K > 3 * BK:
+        tl.store(_hblock_ptr(p, 3, o_v, BK, RS), b3.to(ty), mask=_hblock_mask(3, o_v, BK, K, RS) & ok)
+
+
+@triton.jit
 def _seq(i_n, cu_seqlens, chunk_offsets, T, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
@@ -57,6 +88,35 @@ def _seq(i_n, cu_seqlens, chunk_offsets, T, BT: tl.constexpr, IS_VARLEN: tl.cons
         eos = bos + T
         boh = (i_n * tl.cdiv(T, BT)).to(tl.int64)
     return bos, eos, boh
+
+
+# One K block of a step; the kernels (and split_state.py's) unroll these over up to four blocks.
+@triton.jit
+def _fwd_read(b_v, b_h, p_w, p_k, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SW, SK, READ_F32: tl.constexpr,
+              DT: tl.constexpr):  # fmt: skip
+    """Forward: v_new -= w_blk h_blk; also returns k_blk^T for the state update."""
+    b_w = _load_kblock(p_w, o_t, m_t, i_k, BK, K, SW, False)
+    b_v -= sdot(b_w, b_h, READ_F32, DT)
+    return b_v, _load_kblock(p_k, o_t, m_t, i_k, BK, K, SK, True)
+
+
+@triton.jit
+def _bwd_read(b_A, b_dv, b_h, p_k, p_q, b_kd, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK,
+              READ_F32: tl.constexpr, DT: tl.constexpr):  # fmt: skip
+    """Backward: A += k_blk q_blk^T, dv2 += (exp(G_last - G) k_blk) dh_blk; also returns q_blk^T for the update."""
+    b_k = _load_kblock(p_k, o_t, m_t, i_k, BK, K, SK, False)
+    b_qT = _load_kblock(p_q, o_t, m_t, i_k, BK, K, SK, True)
+    b_A += tl.dot(b_k, b_qT)
+    b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h, READ_F32, DT)
+    return b_A, b_dv, b_qT
+
+
+@triton.jit
+def _bwd_update(b_h, b_dl, b_qT, b_qd, b_do, b_dv, p_w, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SW,
+                UPD_F32: tl.constexpr, DT: tl.constexpr):  # fmt: skip
+    """Backward: dh_blk <- exp(G_last) dh_blk + (exp(G) q_blk)^T do - w_blk^T dv2."""
+    b_wT = _load_kblock(p_w, o_t, m_t, i_k, BK, K, SW, True)
+    return b_h * b_dl + tl.dot((b_qT * b_qd[None, :]).to(b_do.dtype), b_do) - sdot(b_wT, b_dv, UPD_F32, DT)
 
 
 CONFIGS = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in ((32, 4, 2), (64, 4, 2), (16, 4, 2))]
@@ -80,19 +140,10 @@ def chunk_fwd_h_kernel(
     m_v = o_v < V
     o_t = tl.arange(0, BT)
 
-    b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
+    p_h0 = h0
     if USE_H0:
         p_h0 = h0 + (i_n * HV + i_hv).to(tl.int64) * K * V
-        b_h0 += tl.load(_hblock_ptr(p_h0, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
-        if K > BK:
-            b_h1 += tl.load(_hblock_ptr(p_h0, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
-        if K > 2 * BK:
-            b_h2 += tl.load(_hblock_ptr(p_h0, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
-        if K > 3 * BK:
-            b_h3 += tl.load(_hblock_ptr(p_h0, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
+    b_h0, b_h1, b_h2, b_h3 = _load_state(p_h0, o_v, USE_H0, BK, BV, K, V)
 
     for i_t in range(NT):
         t0 = bos + i_t * BT
@@ -103,35 +154,15 @@ def chunk_fwd_h_kernel(
         p_k = k + (t0 * H + i_h) * K
         if STORE_H:
             p_h = h + ((boh + i_t) * HV + i_hv) * K * V
-            tl.store(_hblock_ptr(p_h, 0, o_v, BK, V), b_h0.to(h.dtype.element_ty), mask=_hblock_mask(0, o_v, BK, K, V))
-            if K > BK:
-                tl.store(
-                    _hblock_ptr(p_h, 1, o_v, BK, V), b_h1.to(h.dtype.element_ty), mask=_hblock_mask(1, o_v, BK, K, V)
-                )
-            if K > 2 * BK:
-                tl.store(
-                    _hblock_ptr(p_h, 2, o_v, BK, V), b_h2.to(h.dtype.element_ty), mask=_hblock_mask(2, o_v, BK, K, V)
-                )
-            if K > 3 * BK:
-                tl.store(
-                    _hblock_ptr(p_h, 3, o_v, BK, V), b_h3.to(h.dtype.element_ty), mask=_hblock_mask(3, o_v, BK, K, V)
-                )
+            _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
         b_v = tl.load(u + o_tv, mask=m_tv, other=0).to(tl.float32)
-        b_w = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, False)
-        b_v -= sdot(b_w, b_h0, READ_F32, k.dtype.element_ty)
-        b_kT0 = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True)
+        b_v, b_kT0 = _fwd_read(b_v, b_h0, p_w, p_k, o_t, m_t, 0, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
-            b_w = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, False)
-            b_v -= sdot(b_w, b_h1, READ_F32, k.dtype.element_ty)
-            b_kT1 = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True)
+            b_v, b_kT1 = _fwd_read(b_v, b_h1, p_w, p_k, o_t, m_t, 1, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if K > 2 * BK:
-            b_w = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, False)
-            b_v -= sdot(b_w, b_h2, READ_F32, k.dtype.element_ty)
-            b_kT2 = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True)
+            b_v, b_kT2 = _fwd_read(b_v, b_h2, p_w, p_k, o_t, m_t, 2, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if K > 3 * BK:
-            b_w = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, False)
-            b_v -= sdot(b_w, b_h3, READ_F32, k.dtype.element_ty)
-            b_kT3 = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True)
+            b_v, b_kT3 = _fwd_read(b_v, b_h3, p_w, p_k, o_t, m_t, 3, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if STORE_H:
             tl.store(v_new + o_tv, b_v.to(v_new.dtype.element_ty), mask=m_tv)
         b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
@@ -149,13 +180,7 @@ def chunk_fwd_h_kernel(
 
     if STORE_HT:
         p_ht = ht + (i_n * HV + i_hv).to(tl.int64) * K * V
-        tl.store(_hblock_ptr(p_ht, 0, o_v, BK, V), b_h0, mask=_hblock_mask(0, o_v, BK, K, V))
-        if K > BK:
-            tl.store(_hblock_ptr(p_ht, 1, o_v, BK, V), b_h1, mask=_hblock_mask(1, o_v, BK, K, V))
-        if K > 2 * BK:
-            tl.store(_hblock_ptr(p_ht, 2, o_v, BK, V), b_h2, mask=_hblock_mask(2, o_v, BK, K, V))
-        if K > 3 * BK:
-            tl.store(_hblock_ptr(p_ht, 3, o_v, BK, V), b_h3, mask=_hblock_mask(3, o_v, BK, K, V))
+        _store_state(p_ht, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
 
 
 @autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32"])
@@ -176,19 +201,10 @@ def chunk_bwd_dh_kernel(
     m_v = o_v < V
     o_t = tl.arange(0, BT)
 
-    b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
-    b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
+    p_ht = dht
     if USE_DHT:
         p_ht = dht + (i_n * HV + i_hv).to(tl.int64) * K * V
-        b_h0 += tl.load(_hblock_ptr(p_ht, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
-        if K > BK:
-            b_h1 += tl.load(_hblock_ptr(p_ht, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
-        if K > 2 * BK:
-            b_h2 += tl.load(_hblock_ptr(p_ht, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
-        if K > 3 * BK:
-            b_h3 += tl.load(_hblock_ptr(p_ht, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
+    b_h0, b_h1, b_h2, b_h3 = _load_state(p_ht, o_v, USE_DHT, BK, BV, K, V)
 
     for i_s in range(NT):
         i_t = NT - 1 - i_s
@@ -197,13 +213,7 @@ def chunk_bwd_dh_kernel(
         m_tv = m_t[:, None] & m_v[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         p_h = dh + ((boh + i_t) * HV + i_hv) * K * V
-        tl.store(_hblock_ptr(p_h, 0, o_v, BK, V), b_h0.to(dh.dtype.element_ty), mask=_hblock_mask(0, o_v, BK, K, V))
-        if K > BK:
-            tl.store(_hblock_ptr(p_h, 1, o_v, BK, V), b_h1.to(dh.dtype.element_ty), mask=_hblock_mask(1, o_v, BK, K, V))
-        if K > 2 * BK:
-            tl.store(_hblock_ptr(p_h, 2, o_v, BK, V), b_h2.to(dh.dtype.element_ty), mask=_hblock_mask(2, o_v, BK, K, V))
-        if K > 3 * BK:
-            tl.store(_hblock_ptr(p_h, 3, o_v, BK, V), b_h3.to(dh.dtype.element_ty), mask=_hblock_mask(3, o_v, BK, K, V))
+        _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
         b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
         i_last = tl.minimum(L - i_t * BT, BT) - 1
         b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv)
@@ -215,67 +225,45 @@ def chunk_bwd_dh_kernel(
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
         b_dv = tl.zeros([BT, BV], dtype=tl.float32)
         b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
-        b_k = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, False)
-        b_qT0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, True)
-        b_A += tl.dot(b_k, b_qT0)
-        b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h0, READ_F32, k.dtype.element_ty)
+        b_A, b_dv, b_qT0 = _bwd_read(
+            b_A, b_dv, b_h0, p_k, p_q, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty
+        )
         if K > BK:
-            b_k = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, False)
-            b_qT1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, True)
-            b_A += tl.dot(b_k, b_qT1)
-            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h1, READ_F32, k.dtype.element_ty)
+            b_A, b_dv, b_qT1 = _bwd_read(
+                b_A, b_dv, b_h1, p_k, p_q, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty
+            )
         if K > 2 * BK:
-            b_k = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, False)
-            b_qT2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, True)
-            b_A += tl.dot(b_k, b_qT2)
-            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h2, READ_F32, k.dtype.element_ty)
+            b_A, b_dv, b_qT2 = _bwd_read(
+                b_A, b_dv, b_h2, p_k, p_q, b_kd, o_t, m_t, 2, BK, K, H * K, READ_F32, k.dtype.element_ty
+            )
         if K > 3 * BK:
-            b_k = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, False)
-            b_qT3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, True)
-            b_A += tl.dot(b_k, b_qT3)
-            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h3, READ_F32, k.dtype.element_ty)
+            b_A, b_dv, b_qT3 = _bwd_read(
+                b_A, b_dv, b_h3, p_k, p_q, b_kd, o_t, m_t, 3, BK, K, H * K, READ_F32, k.dtype.element_ty
+            )
         m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
         b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
         b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
         tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
-        b_wT = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, True)
-        b_h0 = (
-            b_h0 * b_dl
-            + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do)
-            - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+        b_h0 = _bwd_update(
+            b_h0, b_dl, b_qT0, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, HV * K, UPD_F32, k.dtype.element_ty
         )
         if K > BK:
-            b_wT = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, True)
-            b_h1 = (
-                b_h1 * b_dl
-                + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do)
-                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+            b_h1 = _bwd_update(
+                b_h1, b_dl, b_qT1, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 2 * BK:
-            b_wT = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, True)
-            b_h2 = (
-                b_h2 * b_dl
-                + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do)
-                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+            b_h2 = _bwd_update(
+                b_h2, b_dl, b_qT2, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 3 * BK:
-            b_wT = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, True)
-            b_h3 = (
-                b_h3 * b_dl
-                + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do)
-                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+            b_h3 = _bwd_update(
+                b_h3, b_dl, b_qT3, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, HV * K, UPD_F32, k.dtype.element_ty
             )
 
     if STORE_DH0:
         p_h0 = dh0 + (i_n * HV + i_hv).to(tl.int64) * K * V
-        tl.store(_hblock_ptr(p_h0, 0, o_v, BK, V), b_h0, mask=_hblock_mask(0, o_v, BK, K, V))
-        if K > BK:
-            tl.store(_hblock_ptr(p_h0, 1, o_v, BK, V), b_h1, mask=_hblock_mask(1, o_v, BK, K, V))
-        if K > 2 * BK:
-            tl.store(_hblock_ptr(p_h0, 2, o_v, BK, V), b_h2, mask=_hblock_mask(2, o_v, BK, K, V))
-        if K > 3 * BK:
-            tl.store(_hblock_ptr(p_h0, 3, o_v, BK, V), b_h3, mask=_hblock_mask(3, o_v, BK, K, V))
+        _store_state(p_h0, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
 
 
 def _interp_bv(kernel, V: int):

@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .chunk_h import _hblock_mask, _hblock_ptr, _load_kblock, _seq
+from .chunk_h import _bwd_read, _bwd_update, _fwd_read, _load_state, _seq, _store_state
 from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
 
 ENV_MODE = "MEGATRON_HYBRID_GDN_SPLIT_STATE"
@@ -140,10 +140,7 @@ def _init_state(
 ):
     """Four [BK, BV] fp32 blocks: MODE 0 zeros, 1 the identity on operator columns (zeros on value columns),
     2 rows of p [K, V] at columns o_v."""
-    b0 = tl.zeros([BK, BV], dtype=tl.float32)
-    b1 = tl.zeros([BK, BV], dtype=tl.float32)
-    b2 = tl.zeros([BK, BV], dtype=tl.float32)
-    b3 = tl.zeros([BK, BV], dtype=tl.float32)
+    b0, b1, b2, b3 = _load_state(p, o_v, MODE == 2, BK, BV, K, V)
     if MODE == 1:
         b0 += _eye_block(0, o_v, m_v, is_m, BK)
         if K > BK:
@@ -152,28 +149,7 @@ def _init_state(
             b2 += _eye_block(2, o_v, m_v, is_m, BK)
         if K > 3 * BK:
             b3 += _eye_block(3, o_v, m_v, is_m, BK)
-    if MODE == 2:
-        b0 += tl.load(_hblock_ptr(p, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
-        if K > BK:
-            b1 += tl.load(_hblock_ptr(p, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
-        if K > 2 * BK:
-            b2 += tl.load(_hblock_ptr(p, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
-        if K > 3 * BK:
-            b3 += tl.load(_hblock_ptr(p, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
     return b0, b1, b2, b3
-
-
-@triton.jit
-def _store_state(p, b0, b1, b2, b3, o_v, ok, BK: tl.constexpr, K: tl.constexpr, RS: tl.constexpr):
-    """The K rows held in b0..b3 into a row-major [K, RS] matrix at columns o_v < RS, where the scalar ok holds."""
-    ty = p.dtype.element_ty
-    tl.store(_hblock_ptr(p, 0, o_v, BK, RS), b0.to(ty), mask=_hblock_mask(0, o_v, BK, K, RS) & ok)
-    if K > BK:
-        tl.store(_hblock_ptr(p, 1, o_v, BK, RS), b1.to(ty), mask=_hblock_mask(1, o_v, BK, K, RS) & ok)
-    if K > 2 * BK:
-        tl.store(_hblock_ptr(p, 2, o_v, BK, RS), b2.to(ty), mask=_hblock_mask(2, o_v, BK, K, RS) & ok)
-    if K > 3 * BK:
-        tl.store(_hblock_ptr(p, 3, o_v, BK, RS), b3.to(ty), mask=_hblock_mask(3, o_v, BK, K, RS) & ok)
 
 
 _CFG = ((32, 4, 2), (64, 4, 2), (16, 4, 2))  # as chunk_h.CONFIGS; separate lists (the interpreter edits BV in place)
@@ -220,21 +196,13 @@ def split_fwd_h_kernel(
             p_h = h + ((boh + i_t) * HV + i_hv) * K * V
             _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, i_c >= 0, BK, K, V)
         b_v = tl.load(u + o_tv, mask=m_tv, other=0).to(tl.float32)
-        b_w = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, False)
-        b_v -= sdot(b_w, b_h0, READ_F32, k.dtype.element_ty)
-        b_kT0 = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True)
+        b_v, b_kT0 = _fwd_read(b_v, b_h0, p_w, p_k, o_t, m_t, 0, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
-            b_w = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, False)
-            b_v -= sdot(b_w, b_h1, READ_F32, k.dtype.element_ty)
-            b_kT1 = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True)
+            b_v, b_kT1 = _fwd_read(b_v, b_h1, p_w, p_k, o_t, m_t, 1, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if K > 2 * BK:
-            b_w = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, False)
-            b_v -= sdot(b_w, b_h2, READ_F32, k.dtype.element_ty)
-            b_kT2 = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True)
+            b_v, b_kT2 = _fwd_read(b_v, b_h2, p_w, p_k, o_t, m_t, 2, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if K > 3 * BK:
-            b_w = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, False)
-            b_v -= sdot(b_w, b_h3, READ_F32, k.dtype.element_ty)
-            b_kT3 = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True)
+            b_v, b_kT3 = _fwd_read(b_v, b_h3, p_w, p_k, o_t, m_t, 3, BK, K, HV * K, H * K, READ_F32, k.dtype.element_ty)
         if PASS == 3:
             tl.store(v_new + o_tv, b_v.to(v_new.dtype.element_ty), mask=m_tv)
         b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
@@ -306,57 +274,41 @@ def split_bwd_dh_kernel(
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
         b_dv = tl.zeros([BT, BV], dtype=tl.float32)
         b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
-        b_k = _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, False)
-        b_qT0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, True)
-        b_A += tl.dot(b_k, b_qT0)
-        b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h0, READ_F32, k.dtype.element_ty)
+        b_A, b_dv, b_qT0 = _bwd_read(
+            b_A, b_dv, b_h0, p_k, p_q, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty
+        )
         if K > BK:
-            b_k = _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, False)
-            b_qT1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, True)
-            b_A += tl.dot(b_k, b_qT1)
-            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h1, READ_F32, k.dtype.element_ty)
+            b_A, b_dv, b_qT1 = _bwd_read(
+                b_A, b_dv, b_h1, p_k, p_q, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty
+            )
         if K > 2 * BK:
-            b_k = _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, False)
-            b_qT2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, True)
-            b_A += tl.dot(b_k, b_qT2)
-            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h2, READ_F32, k.dtype.element_ty)
+            b_A, b_dv, b_qT2 = _bwd_read(
+                b_A, b_dv, b_h2, p_k, p_q, b_kd, o_t, m_t, 2, BK, K, H * K, READ_F32, k.dtype.element_ty
+            )
         if K > 3 * BK:
-            b_k = _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, False)
-            b_qT3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, True)
-            b_A += tl.dot(b_k, b_qT3)
-            b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h3, READ_F32, k.dtype.element_ty)
+            b_A, b_dv, b_qT3 = _bwd_read(
+                b_A, b_dv, b_h3, p_k, p_q, b_kd, o_t, m_t, 3, BK, K, H * K, READ_F32, k.dtype.element_ty
+            )
         m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
         b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
         b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
         if PASS == 3:
             tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
-        b_wT = _load_kblock(p_w, o_t, m_t, 0, BK, K, HV * K, True)
-        b_h0 = (
-            b_h0 * b_dl
-            + tl.dot((b_qT0 * b_qd[None, :]).to(b_do.dtype), b_do)
-            - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+        b_h0 = _bwd_update(
+            b_h0, b_dl, b_qT0, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, HV * K, UPD_F32, k.dtype.element_ty
         )
         if K > BK:
-            b_wT = _load_kblock(p_w, o_t, m_t, 1, BK, K, HV * K, True)
-            b_h1 = (
-                b_h1 * b_dl
-                + tl.dot((b_qT1 * b_qd[None, :]).to(b_do.dtype), b_do)
-                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+            b_h1 = _bwd_update(
+                b_h1, b_dl, b_qT1, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 2 * BK:
-            b_wT = _load_kblock(p_w, o_t, m_t, 2, BK, K, HV * K, True)
-            b_h2 = (
-                b_h2 * b_dl
-                + tl.dot((b_qT2 * b_qd[None, :]).to(b_do.dtype), b_do)
-                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+            b_h2 = _bwd_update(
+                b_h2, b_dl, b_qT2, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 3 * BK:
-            b_wT = _load_kblock(p_w, o_t, m_t, 3, BK, K, HV * K, True)
-            b_h3 = (
-                b_h3 * b_dl
-                + tl.dot((b_qT3 * b_qd[None, :]).to(b_do.dtype), b_do)
-                - sdot(b_wT, b_dv, UPD_F32, k.dtype.element_ty)
+            b_h3 = _bwd_update(
+                b_h3, b_dl, b_qT3, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, HV * K, UPD_F32, k.dtype.element_ty
             )
 
     if PASS == 1:
