@@ -32,6 +32,7 @@ from megatron.core.transformer.spec_utils import build_module  # noqa: E402
 from layer_specs.hybrid import attention_layer_spec, gdn_layer_spec  # noqa: E402
 from megatron_hybrid.compat.distributed import init_distributed  # noqa: E402
 from megatron_hybrid.models import presets  # noqa: E402
+from megatron_hybrid.training.estimate import saved_tensors  # noqa: E402
 
 BLOCKS = {
     "GDN block (Olmo Hybrid, d=3840)": (gdn_layer_spec, "olmo_hybrid_7b"),
@@ -39,27 +40,6 @@ BLOCKS = {
     "sliding-window block (Olmo 3, d=4096)": (lambda: attention_layer_spec(4096), "olmo3_7b"),
     "full-attention block (Olmo 3, d=4096)": (lambda: attention_layer_spec(None), "olmo3_7b"),
 }
-
-
-def saved_tensors(module: torch.nn.Module, x: torch.Tensor) -> list[dict]:
-    """One entry per storage that the forward saves for the backward (parameters and ``x`` left out)."""
-    skip = {p.untyped_storage().data_ptr() for p in module.parameters()} | {x.untyped_storage().data_ptr()}
-    seen: dict[int, dict] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in skip and storage.data_ptr() not in seen:
-            seen[storage.data_ptr()] = {
-                "bytes": storage.nbytes(),
-                "shape": tuple(t.shape),
-                "dtype": str(t.dtype).removeprefix("torch."),
-                "saved_by_grad_fn_of": type(t.grad_fn).__name__ if t.grad_fn is not None else "-",
-            }
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x)
-    return sorted(seen.values(), key=lambda e: -e["bytes"])
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, mak
 
 from megatron_hybrid import ops
 from megatron_hybrid.layers.core_attention import causal_attention
-from megatron_hybrid.ops.norms import AllReduceSum, use_triton
 
 
 class FullWidthRMSNorm(torch.nn.Module):
@@ -49,14 +48,8 @@ class FullWidthRMSNorm(torch.nn.Module):
         self.weight.partition_stride = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if use_triton(x):  # one fused kernel each way (plus the TP all-reduces of the row sums)
-            return ops.rms_norm(x, self.weight, self.eps, self.full_width, self.tp_group)
-        h = x.float()
-        sum_sq = h.pow(2).sum(-1, keepdim=True)
-        if self.tp_group is not None and self.tp_group.size() > 1:
-            sum_sq = AllReduceSum.apply(sum_sq, self.tp_group)
-        h = h * torch.rsqrt(sum_sq / self.full_width + self.eps)
-        return (self.weight * h).to(x.dtype)
+        # fused Triton kernels on CUDA (the row sums all-reduced over TP between them), torch ops on the CPU
+        return ops.rms_norm(x, self.weight, self.eps, self.full_width, self.tp_group)
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
         state = self.state_dict(prefix="", keep_vars=True)

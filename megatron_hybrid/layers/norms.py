@@ -13,16 +13,12 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
 
 from megatron_hybrid import ops
-from megatron_hybrid.ops.norms import use_triton
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``weight * x / sqrt(mean(x^2) + eps)``, normalised in fp32, returned in ``x.dtype``."""
-    if use_triton(x):  # one fused Triton kernel each way; the torch ops below on the CPU
-        return ops.rms_norm(x, weight, eps)
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return (weight * h).to(x.dtype)
+    """``weight * x / sqrt(mean(x^2) + eps)``, normalised in fp32, returned in ``x.dtype`` (one fused Triton kernel
+    each way on CUDA, torch ops on the CPU: ``ops.rms_norm``)."""
+    return ops.rms_norm(x, weight, eps)
 
 
 class RMSNorm(torch.nn.Module):

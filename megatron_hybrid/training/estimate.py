@@ -18,10 +18,34 @@ It is a planning number (real runs add allocator slack and communication buffers
 
 from __future__ import annotations
 
+import torch
+
 from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
 
 GIB = 2**30
+
+
+def saved_tensors(module: torch.nn.Module, x: torch.Tensor) -> list[dict]:
+    """What ``module(x)`` keeps for its backward, measured: one entry per storage (a view counts as its base),
+    parameters and ``x`` left out, largest first. ``block_activation_bytes`` is checked against it."""
+    skip = {p.untyped_storage().data_ptr() for p in module.parameters()} | {x.untyped_storage().data_ptr()}
+    seen: dict[int, dict] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip and storage.data_ptr() not in seen:
+            seen[storage.data_ptr()] = {
+                "bytes": storage.nbytes(),
+                "shape": tuple(t.shape),
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "saved_by_grad_fn_of": type(t.grad_fn).__name__ if t.grad_fn is not None else "-",
+            }
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sorted(seen.values(), key=lambda e: -e["bytes"])
 
 
 def block_activation_bytes(model_cfg, kind: str) -> float:

@@ -11,21 +11,6 @@ import torch
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/ops/test_triton_interpreter.py"
 
 
-def saved_bytes_per_token(block, x) -> float:
-    skip = {p.untyped_storage().data_ptr() for p in block.parameters()} | {x.untyped_storage().data_ptr()}
-    seen = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in skip:
-            seen[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(x)
-    return sum(seen.values()) / x.shape[0]
-
-
 @pytest.mark.parametrize("kind", ["G", "A"])
 def test_block_activation_bytes_match_autograd(kind):
     """(A sliding-window block keeps what a full one does on the GPU, where FlexAttention saves q, k, v, the output
@@ -35,7 +20,7 @@ def test_block_activation_bytes_match_autograd(kind):
     from layer_specs.hybrid import attention_layer_spec, gdn_layer_spec
     from megatron_hybrid.compat.distributed import init_distributed
     from megatron_hybrid.models import presets
-    from megatron_hybrid.training.estimate import block_activation_bytes
+    from megatron_hybrid.training.estimate import block_activation_bytes, saved_tensors
 
     init_distributed()
     cfg = presets.tiny("GGGA", gdn_num_key_heads=4, gdn_key_head_dim=16, gdn_value_head_dim=32)
@@ -43,4 +28,4 @@ def test_block_activation_bytes_match_autograd(kind):
     spec = {"G": gdn_layer_spec(), "A": attention_layer_spec(None)}
     block = build_module(spec[kind], config=tcfg, layer_number=1)
     x = torch.randn(64, 1, cfg.d_model, dtype=torch.bfloat16, requires_grad=True)
-    assert saved_bytes_per_token(block, x) == block_activation_bytes(cfg, kind)
+    assert sum(e["bytes"] for e in saved_tensors(block, x)) / x.shape[0] == block_activation_bytes(cfg, kind)
