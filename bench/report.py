@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -15,6 +16,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def git_commit() -> str:
+    """HEAD (+dirty), or ``MEGATRON_HYBRID_COMMIT`` when set: the device machine gets a copy of the working tree whose
+    git metadata can be stale, so the caller passes the commit it sent."""
+    if os.environ.get("MEGATRON_HYBRID_COMMIT"):
+        return os.environ["MEGATRON_HYBRID_COMMIT"]
     try:
         root = Path(__file__).resolve().parent.parent
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
