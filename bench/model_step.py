@@ -81,10 +81,12 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
     print("+", " ".join(command), flush=True)
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # keep site dirs already set
     done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=os.environ | {"PYTHONPATH": path})
-    if done.returncode:
-        raise SystemExit(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     layout = next((line for line in done.stdout.splitlines() if line.startswith("training ")), "")
     row = {"arm": arm, "layers": args.layers or "all", "gpus": args.gpus, "layout": layout.split(": ", 1)[-1]}
+    if done.returncode:  # recorded, so the other arm still runs; the report says which arm failed and why
+        print(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}", flush=True)
+        error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return row | {"error": error[:300], "tokens_per_s_per_gpu": float("nan")}
     row |= perf_medians(tb, args.gpus, args.warmup)
     print(row, flush=True)
     return row
@@ -110,16 +112,23 @@ def main() -> None:
         workdir = Path(tmp)
         count = (args.steps + 2) * args.global_batch * (args.seq + 1)
         data = random_tokens(workdir / "tokens.npy", count, args.vocab)
-        rows = [run_arm(arm, args, data, workdir) for arm in args.arms]
-    if len(rows) == 2 and rows[1]["tokens_per_s_per_gpu"] > 0:
+        rows = []
+        for arm in args.arms:  # the report is rewritten after each arm, so a time limit keeps the arms that finished
+            rows.append(run_arm(arm, args, data, workdir))
+            path = write_report(args, rows)
+    print(path.read_text())
+
+
+def write_report(args, rows: list[dict]) -> Path:
+    if len(rows) == 2 and rows[1]["tokens_per_s_per_gpu"] > 0:  # nan (a failed arm) compares False
         rows[0]["vs_second_arm"] = rows[0]["tokens_per_s_per_gpu"] / rows[1]["tokens_per_s_per_gpu"]
     columns = ["arm", "layers", "gpus", "layout", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu_percent"]
-    columns += ["peak_memory_gib", "vs_second_arm"]
+    columns += ["peak_memory_gib", "vs_second_arm"] + (["error"] if any("error" in r for r in rows) else [])
     notes = (
         f"Median over steps {args.warmup + 1}..{args.steps} of the trainer's own step timing (optimizer included), "
         f"random tokens, sequence {args.seq}, global batch {args.global_batch}. `vs_second_arm`: tokens/s ratio."
     )
-    print(report.write(args.name, rows, columns, notes).read_text())
+    return report.write(args.name, rows, columns, notes)
 
 
 if __name__ == "__main__":
