@@ -41,6 +41,9 @@ SMALL = dict(d_model=48, n_heads=4, ffn_hidden=96, sliding_window=7, gdn_key_hea
 MEDIUM = dict(d_model=256, n_heads=4, ffn_hidden=512, sliding_window=64, gdn_key_head_dim=48, gdn_value_head_dim=96)
 
 
+DRAWS = 4  # data draws per gradient comparison
+
+
 def _model_pair(pattern, dims=MEDIUM):
     init_distributed()
     cfg = presets.tiny(pattern, n_layers=4, gdn_num_key_heads=4, max_seq_len=1024, **dims)
@@ -78,31 +81,42 @@ def test_bf16_gpu_model_is_as_close_to_fp32_as_bf16_pytorch(pattern):
     assert gpu_err <= 2 * cpu_err + 1e-3, (gpu_err, cpu_err)
 
 
+def _grads(model, device, ids, labels, pos) -> dict:
+    # Cross entropy on the logits: Megatron's fused vocab-parallel loss all-reduces over the TP group, which NCCL
+    # cannot do for the CPU models.
+    model.train()
+    model.zero_grad(set_to_none=True)
+    logits = model(ids.to(device), pos.to(device), None).float()
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten()).backward()
+    return {name: p.grad.float().cpu() for name, p in model.named_parameters()}
+
+
 @pytest.mark.parametrize("pattern", ["GGGA", "SSSA"])
 @pytest.mark.parametrize("dims", [MEDIUM, SMALL], ids=["medium", "small"])
 def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern, dims):
-    """Per parameter: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error + 1e-3."""
+    """Per parameter, averaged over data draws: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error +
+    1e-3. One draw is not enough: A_log and dt_bias get sums over all tokens with cancellation, and their single-draw
+    GPU/CPU error ratio spread 0.4 .. 4.4 over four draws on the H100 even with every state product in tf32
+    (2026-11-26); averaged over the draws it stayed <= 1.6 for every GDN parameter (A_log, dt_bias, conv, in_proj_ba)."""
     cfg, ref = _model_pair(pattern, dims)
     seq = 257
-    ids = torch.randint(0, cfg.vocab_size, (2, seq))
-    labels = torch.randint(0, cfg.vocab_size, (2, seq))
-    pos = torch.arange(seq).expand(2, -1)
-
-    def grads(model, device):
-        # Cross entropy on the logits: Megatron's fused vocab-parallel loss all-reduces over the
-        # TP group, which NCCL cannot do for the CPU models.
-        model.train()
-        model.zero_grad(set_to_none=True)
-        logits = model(ids.to(device), pos.to(device), None).float()
-        torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.to(device).flatten()).backward()
-        return {name: p.grad.float().cpu() for name, p in model.named_parameters()}
-
-    want = grads(ref, "cpu")
-    cpu_bf16 = grads(_clone(cfg, ref, dtype=torch.bfloat16), "cpu")
-    gpu_bf16 = grads(_clone(cfg, ref, "cuda", torch.bfloat16), "cuda")
-    for name, g in want.items():
-        cpu_err, gpu_err = _rel(cpu_bf16[name], g), _rel(gpu_bf16[name], g)
-        assert gpu_err <= 2 * cpu_err + 1e-3, f"{name}: GPU bf16 {gpu_err:.2e} vs CPU bf16 {cpu_err:.2e}"
+    cpu_ref = _clone(cfg, ref, dtype=torch.bfloat16)
+    gpu_ref = _clone(cfg, ref, "cuda", torch.bfloat16)
+    cpu_err, gpu_err = {}, {}
+    for draw in range(DRAWS):
+        torch.manual_seed(100 + draw)
+        ids = torch.randint(0, cfg.vocab_size, (2, seq))
+        labels = torch.randint(0, cfg.vocab_size, (2, seq))
+        pos = torch.arange(seq).expand(2, -1)
+        want = _grads(ref, "cpu", ids, labels, pos)
+        cpu_bf16, gpu_bf16 = _grads(cpu_ref, "cpu", ids, labels, pos), _grads(gpu_ref, "cuda", ids, labels, pos)
+        for name, g in want.items():
+            cpu_err[name] = cpu_err.get(name, 0.0) + _rel(cpu_bf16[name], g) / DRAWS
+            gpu_err[name] = gpu_err.get(name, 0.0) + _rel(gpu_bf16[name], g) / DRAWS
+    for name in cpu_err:
+        assert gpu_err[name] <= 2 * cpu_err[name] + 1e-3, (
+            f"{name}: GPU bf16 {gpu_err[name]:.2e} vs CPU bf16 {cpu_err[name]:.2e} (mean of {DRAWS} draws)"
+        )
 
 
 def test_transformer_engine_backend_matches_local():

@@ -7,12 +7,12 @@ import pytest
 from megatron_hybrid.ops.gated_delta_rule.utils import STATE_DOT_MODES, STATE_DOTS_DEFAULT, state_dot_flags
 
 
-def test_default_is_update_forward_read_backward(monkeypatch):
+def test_default_rounds_the_read_and_keeps_the_update_in_fp32(monkeypatch):
     monkeypatch.delenv("MEGATRON_HYBRID_GDN_STATE_DOTS", raising=False)
-    assert STATE_DOTS_DEFAULT == "update,read"
-    # forward: w h rounded to bf16, the state update k^T v_new in fp32; backward: (k exp) dh in fp32, w^T dv2 rounded
+    assert STATE_DOTS_DEFAULT == "update"
+    # forward: w h rounded to bf16, the update k^T v_new in fp32; backward: (k exp) dh rounded, the update w^T dv2 in fp32
     assert state_dot_flags("fwd") == (False, True)
-    assert state_dot_flags("bwd") == (True, False)
+    assert state_dot_flags("bwd") == (False, True)
 
 
 @pytest.mark.parametrize("mode", sorted(STATE_DOT_MODES))
