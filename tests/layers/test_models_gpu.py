@@ -97,7 +97,8 @@ def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern, dims):
     """Per parameter, averaged over data draws: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error +
     1e-3. One draw is not enough: A_log and dt_bias get sums over all tokens with cancellation, and their single-draw
     GPU/CPU error ratio spread 0.4 .. 4.4 over four draws on the H100 even with every state product in tf32
-    (2026-11-26); averaged over the draws it stayed <= 1.6 for every GDN parameter (A_log, dt_bias, conv, in_proj_ba)."""
+    (2026-11-26); averaged over the draws it stayed <= 1.6 for every GDN parameter (A_log, dt_bias, conv,
+    in_proj_ba)."""
     cfg, ref = _model_pair(pattern, dims)
     seq = 257
     cpu_ref = _clone(cfg, ref, dtype=torch.bfloat16)

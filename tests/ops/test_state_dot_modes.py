@@ -10,7 +10,7 @@ from megatron_hybrid.ops.gated_delta_rule.utils import STATE_DOT_MODES, STATE_DO
 def test_default_rounds_the_read_and_keeps_the_update_in_fp32(monkeypatch):
     monkeypatch.delenv("MEGATRON_HYBRID_GDN_STATE_DOTS", raising=False)
     assert STATE_DOTS_DEFAULT == "update"
-    # forward: w h rounded to bf16, the update k^T v_new in fp32; backward: (k exp) dh rounded, the update w^T dv2 in fp32
+    # the products that read the state (w h, (k exp) dh) rounded to bf16; the updates (k^T v_new, w^T dv2) in fp32
     assert state_dot_flags("fwd") == (False, True)
     assert state_dot_flags("bwd") == (False, True)
 
