@@ -24,6 +24,7 @@ any TP size.
 from __future__ import annotations
 
 import math
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -41,6 +42,12 @@ from megatron_hybrid import ops
 IN_PROJ_PARTS = ("query", "key", "value", "z")
 IN_PROJ_BA_PARTS = ("beta", "alpha")
 CONV_PARTS = ("query", "key", "value")
+
+
+def fused_mixer() -> bool:
+    """MEGATRON_HYBRID_GDN_FUSED_MIXER=0 composes the mixer from the separate ops (``ops.gdn_mixer``'s fused=False:
+    the same kernels, q, k and v kept for the backward instead of recomputed); read at each forward."""
+    return os.environ.get("MEGATRON_HYBRID_GDN_FUSED_MIXER", "1") != "0"
 
 
 @dataclass
@@ -156,31 +163,18 @@ class GatedDeltaNet(MegatronModule):
             cu_seqlens = packed_seq_params.cu_seqlens_q.to(torch.int32)
         projected, _ = self.in_proj(hidden_states)  # [s, b, local q k v z]
         projected = projected.transpose(0, 1)  # [b, s, .]: the ops' layout
-        b, s, _ = projected.shape
-        # one split, not two slices: its backward writes both gradients into one tensor (a slice's backward
-        # zero-fills a full-width tensor per slice, and autograd then adds the two)
-        qkv, z = projected.split([self.conv_dim_local_tp, projected.shape[-1] - self.conv_dim_local_tp], dim=-1)
         beta_logit, a = self.in_proj_ba(hidden_states)[0].transpose(0, 1).split(self.in_proj_ba_sections, dim=-1)
-        qkv, _ = ops.causal_conv1d(qkv, self.conv1d.weight.squeeze(1), activation="silu", cu_seqlens=cu_seqlens)
-        key_local = self.num_key_heads_local_tp * self.key_head_dim
-        q, k, v = qkv.split([key_local, key_local, qkv.shape[-1] - 2 * key_local], dim=-1)
-        q = q.reshape(b, s, self.num_key_heads_local_tp, self.key_head_dim)
-        k = k.reshape(b, s, self.num_key_heads_local_tp, self.key_head_dim)
-        v = v.reshape(b, s, self.num_value_heads_local_tp, self.value_head_dim)
         g, beta = ops.gdn_gates(a, beta_logit, self.A_log, self.dt_bias, allow_neg_eigval=self.allow_neg_eigval)
-        # Recompute the per-chunk states in the backward: kept, they would hold 235 MB per layer call at the
-        # Olmo shape (T=8192, 30 heads, K=96, V=192) through the whole model's backward, for ~0.37 ms a layer.
-        out, _ = ops.gated_delta_rule(
-            q, k, v, g, beta, scale=self.key_head_dim**-0.5, use_qk_l2norm=True, cu_seqlens=cu_seqlens,
-            keep_states=False,
-        )  # fmt: skip
         # The shared norm weight meets different heads on each TP rank: sum its gradient over TP.
         norm_weight = self.out_norm.weight
         if self.tp_group is not None and self.tp_group.size() > 1:
             norm_weight = copy_to_tensor_model_parallel_region(norm_weight, group=self.tp_group)
-        z = z.reshape(b, s, self.num_value_heads_local_tp, self.value_head_dim)
-        out = ops.gated_rms_norm(out, z, norm_weight, eps=self.norm_eps)
-        out = out.reshape(b, s, -1).transpose(0, 1).contiguous()  # back to [s, b, .]
+        dims = (self.num_key_heads_local_tp, self.num_value_heads_local_tp, self.key_head_dim, self.value_head_dim)
+        out = ops.gdn_mixer(
+            projected, self.conv1d.weight.squeeze(1), g, beta, norm_weight, dims, scale=self.key_head_dim**-0.5,
+            norm_eps=self.norm_eps, cu_seqlens=cu_seqlens, fused=fused_mixer(),
+        )  # fmt: skip
+        out = out.transpose(0, 1).contiguous()  # back to [s, b, .]
         return self.out_proj(out)
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):

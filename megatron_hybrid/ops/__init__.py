@@ -13,6 +13,7 @@ from .gated_delta_rule import (
     torch_chunk_gated_delta_rule,
 )
 from .gates import gdn_gates
+from .gdn_mixer import gdn_mixer
 from .norms import gated_rms_norm, l2norm, rms_norm
 from .swiglu import swiglu
 
@@ -23,6 +24,7 @@ __all__ = [
     "gated_delta_rule",
     "gated_rms_norm",
     "gdn_gates",
+    "gdn_mixer",
     "l2norm",
     "naive_recurrent_gated_delta_rule",
     "rms_norm",

@@ -217,16 +217,8 @@ def conv1d_bwd_dpre_kernel(x, weight, dy, dpre, tok_bos, tok_eos, R, L, sx_b, sx
 
 
 @triton.jit
-def _store_tile(p, b, o_s, m_s, o_c, m_c, C: tl.constexpr):
-    """Rows o_s x channels o_c of a contiguous [R, C] tensor."""
-    tl.store(
-        p + o_s.to(tl.int64)[:, None] * C + o_c[None, :], b.to(p.dtype.element_ty), mask=m_s[:, None] & m_c[None, :]
-    )
-
-
-@triton.jit
-def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, sg_b, sg_t, C: tl.constexpr,
-                      W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, RPP: tl.constexpr,
+def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, sg_b, sg_t, sdx_b, sdx_t,
+                      C: tl.constexpr, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, RPP: tl.constexpr,
                       RECOMPUTE: tl.constexpr, SEQS: tl.constexpr):  # fmt: skip
     """dx[s] = sum_w dpre[s + W-1-w] * weight[w] and dw partials sum_s dpre[s + W-1-w] * x[s].
 
@@ -256,15 +248,17 @@ def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, 
                 b_g = _dsilu(b_pre, b_g)  # zero where m_o is off (dy is)
             b_dx += b_g * b_ws[i_w][None, :]
             b_dw = _tuple_add(b_dw, i_w, b_g * b_x, W)
-        _store_tile(dx, b_dx, o_s, m_s, o_c, m_c, C)
+        # dx rows through their own strides: the fused GDN mixer writes them into its input projection's gradient
+        m_dx = m_s[:, None] & m_c[None, :]
+        tl.store(_row_ptrs(dx, i_b, i_l, sdx_b, sdx_t, o_c), b_dx.to(dx.dtype.element_ty), mask=m_dx)
     for i_w in tl.static_range(W):
         tl.store(dw + (i_p * W + i_w) * C + o_c, tl.sum(b_dw[i_w], 0), mask=m_c)
 
 
 @triton.jit
-def conv1d_bwd_ring_kernel(x, weight, dy, dx, dw, ring, tok_bos, tok_eos, R, L, sx_b, sx_t, sd_b, sd_t,
-                           C: tl.constexpr, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, RPP: tl.constexpr,
-                           SEQS: tl.constexpr):  # fmt: skip
+def conv1d_bwd_ring_kernel(x, weight, dy, dx, dw, ring, tok_bos, tok_eos, R, L, sx_b, sx_t, sd_b, sd_t, sdx_b,
+                           sdx_t, C: tl.constexpr, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                           RPP: tl.constexpr, SEQS: tl.constexpr):  # fmt: skip
     """The ring variant (with activation): two_pass in one kernel, dpre kept in a per-program scratch ring.
 
     A program walks RPP tiles of BT rows. Step i writes dpre of tile i + 1 (rows computed once, as pass 1 of
@@ -305,7 +299,9 @@ def conv1d_bwd_ring_kernel(x, weight, dy, dx, dw, ring, tok_bos, tok_eos, R, L, 
             b_g = tl.load(p_ring + o_g[:, None] * BC, mask=m_o[:, None], other=0).to(tl.float32)
             b_dx += b_g * b_ws[i_w][None, :]
             b_dw = _tuple_add(b_dw, i_w, b_g * b_x, W)
-        _store_tile(dx, b_dx, o_s, m_s, o_c, m_c, C)
+        # dx rows through their own strides: the fused GDN mixer writes them into its input projection's gradient
+        m_dx = m_s[:, None] & m_c[None, :]
+        tl.store(_row_ptrs(dx, i_b, i_l, sdx_b, sdx_t, o_c), b_dx.to(dx.dtype.element_ty), mask=m_dx)
         tl.debug_barrier()  # slot i_r % 2 is read before step i_r + 1 overwrites it
     for i_w in tl.static_range(W):
         tl.store(dw + (i_p * W + i_w) * C + o_c, tl.sum(b_dw[i_w], 0), mask=m_c)
@@ -348,15 +344,17 @@ def _conv1d_fwd(x, weight, act: bool, tok_bos=None, tok_eos=None):
     return y
 
 
-def _conv1d_bwd(x, weight, dy, act: bool, tok_bos=None, tok_eos=None, config: BwdConfig | None = None):
-    """(dx [B, T, C] contiguous, dweight [C, W]) for x, dy [B, T, C] with channel stride 1."""
+def _conv1d_bwd(x, weight, dy, act: bool, tok_bos=None, tok_eos=None, config: BwdConfig | None = None, dx=None):
+    """(dx [B, T, C], dweight [C, W]) for x, dy [B, T, C] with channel stride 1. dx: written into the given tensor
+    (any batch and row strides, channel stride 1), else a new contiguous one."""
     cfg = config or _BWD_CONFIG
     B, T, C = x.shape
     W = weight.shape[1]
     R = B * T
     weight = weight.contiguous()
     seqs = _seqs(B, tok_bos)
-    dx = torch.empty(B, T, C, dtype=x.dtype, device=x.device)
+    if dx is None:
+        dx = torch.empty(B, T, C, dtype=x.dtype, device=x.device)
     if R == 0 or C == 0:
         return dx, torch.zeros_like(weight)
     dpre_dtype = torch.float32 if cfg.dpre_dtype == "fp32" else dy.dtype
@@ -369,7 +367,7 @@ def _conv1d_bwd(x, weight, dy, act: bool, tok_bos=None, tok_eos=None, config: Bw
         # num_stages=1: no load may be software-pipelined across the ring's barriers
         conv1d_bwd_ring_kernel[(n_p, n_c)](
             x, weight, dy, dx, dw, ring, tok_bos, tok_eos, R, T, x.stride(0), x.stride(1), dy.stride(0), dy.stride(1),
-            C=C, W=W, BT=BT, BC=BC, RPP=RPP, SEQS=seqs, num_stages=1,
+            dx.stride(0), dx.stride(1), C=C, W=W, BT=BT, BC=BC, RPP=RPP, SEQS=seqs, num_stages=1,
         )  # fmt: skip
     else:
         g, sg_b, sg_t = dy, dy.stride(0), dy.stride(1)  # dpre = dy without activation
@@ -383,8 +381,8 @@ def _conv1d_bwd(x, weight, dy, act: bool, tok_bos=None, tok_eos=None, config: Bw
             )  # fmt: skip
             g, sg_b, sg_t = dpre, T * C, C
         conv1d_bwd_kernel[(n_p, n_c)](
-            x, weight, g, dx, dw, tok_bos, tok_eos, R, T, x.stride(0), x.stride(1), sg_b, sg_t, C=C, W=W, BT=BT,
-            BC=BC, RPP=RPP, RECOMPUTE=act and cfg.variant == "fused", SEQS=seqs,
+            x, weight, g, dx, dw, tok_bos, tok_eos, R, T, x.stride(0), x.stride(1), sg_b, sg_t, dx.stride(0),
+            dx.stride(1), C=C, W=W, BT=BT, BC=BC, RPP=RPP, RECOMPUTE=act and cfg.variant == "fused", SEQS=seqs,
         )  # fmt: skip
     return dx, dw.sum(0).t().to(weight.dtype).contiguous()
 

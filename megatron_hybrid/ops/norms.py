@@ -58,16 +58,31 @@ def _rows(D: int) -> tuple[int, int]:
     return BD, max(1, min(64, 2048 // BD))  # <= 16 fp32 values per thread per live tile at 4 warps
 
 
+def l2norm_fwd(x2: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, rstd) for x2 [M, D] contiguous."""
+    assert x2.is_contiguous(), "l2norm_fwd reads rows at stride D"
+    M, D = x2.shape
+    y = torch.empty_like(x2)
+    rstd = torch.empty(M, dtype=torch.float32, device=x2.device)
+    BD, BM = _rows(D)
+    l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x2, y, rstd, M, eps, D=D, BM=BM, BD=BD)
+    return y, rstd
+
+
+def l2norm_bwd(y2: torch.Tensor, rstd: torch.Tensor, dy2: torch.Tensor) -> torch.Tensor:
+    """dx [M, D] from the forward's output y2 [M, D], rstd and dy2 [M, D] (contiguous)."""
+    M, D = y2.shape
+    dx = torch.empty_like(y2)
+    BD, BM = _rows(D)
+    l2norm_bwd_kernel[(triton.cdiv(M, BM),)](y2, rstd, dy2, dx, M, D=D, BM=BM, BD=BD)
+    return dx
+
+
 class L2NormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, eps):
         shape = x.shape
-        x2 = x.contiguous().view(-1, shape[-1])
-        M, D = x2.shape
-        y = torch.empty_like(x2)
-        rstd = torch.empty(M, dtype=torch.float32, device=x.device)
-        BD, BM = _rows(D)
-        l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x2, y, rstd, M, eps, D=D, BM=BM, BD=BD)
+        y, rstd = l2norm_fwd(x.contiguous().view(-1, shape[-1]), eps)
         # the output, not the input: the GDN op saves the normalised q, k anyway, so the input (a copy of a
         # strided q/k view, 47 MB each at the Olmo shape) is freed after the forward
         ctx.save_for_backward(y, rstd)
@@ -76,11 +91,7 @@ class L2NormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         y2, rstd = ctx.saved_tensors
-        M, D = y2.shape
-        dx = torch.empty_like(y2)
-        BD, BM = _rows(D)
-        l2norm_bwd_kernel[(triton.cdiv(M, BM),)](y2, rstd, dy.contiguous().view(M, D), dx, M, D=D, BM=BM, BD=BD)
-        return dx.view(dy.shape), None
+        return l2norm_bwd(y2, rstd, dy.contiguous().view(y2.shape)).view(dy.shape), None
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -128,7 +139,7 @@ def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: t
 
 
 @triton.jit
-def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, M, sg_n, sg_h, D: tl.constexpr,
+def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, M, sg_n, sg_h, sdg_n, sdg_h, D: tl.constexpr,
                               GH: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):  # fmt: skip
     i_p = tl.program_id(0)
     o_m = i_p * BM + tl.arange(0, BM)
@@ -145,7 +156,8 @@ def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, M, sg_n,
     b_s = b_g * b_sg
     b_h = b_n * b_w[None, :]
     b_dh = b_dy * b_s
-    tl.store(dgate + p, (b_dy * b_h * b_sg * (1 + b_g * (1 - b_sg))).to(dgate.dtype.element_ty), mask=m)
+    b_dg = b_dy * b_h * b_sg * (1 + b_g * (1 - b_sg))
+    tl.store(dgate + _gate_offsets(o_m, o_d, GH, sdg_n, sdg_h), b_dg.to(dgate.dtype.element_ty), mask=m)
     tl.store(dw + i_p * D + o_d, tl.sum(b_dh * b_n, 0), mask=o_d < D)
     b_dn = b_dh * b_w[None, :]
     b_dx = b_r[:, None] * (b_dn - b_n * (tl.sum(b_dn * b_n, 1) / D)[:, None])
@@ -168,22 +180,45 @@ def _gate_rows(gate: torch.Tensor) -> torch.Tensor:
     return gate.contiguous().view(-1, GH, D)
 
 
+def gated_rms_norm_fwd(x2: torch.Tensor, g3: torch.Tensor, weight: torch.Tensor, eps: float):
+    """(y [M, D], rstd [M]) for x2 [M, D] contiguous and the gate g3 [M / GH, GH, D] (``_gate_rows``)."""
+    M, D = x2.shape
+    y = torch.empty_like(x2)
+    rstd = torch.empty(M, dtype=torch.float32, device=x2.device)
+    BD, BM = _rows(D)
+    h_dtype = _TL[torch.promote_types(weight.dtype, x2.dtype)]
+    gated_rms_norm_fwd_kernel[(triton.cdiv(M, BM),)](
+        x2, g3, weight.contiguous(), y, rstd, M, eps, g3.stride(0), g3.stride(1), D=D, GH=g3.shape[1], BM=BM,
+        BD=BD, H_DTYPE=h_dtype,
+    )  # fmt: skip
+    return y, rstd
+
+
+def gated_rms_norm_bwd(x2, g3, weight, rstd, dy2, dgate3=None):
+    """(dx [M, D], dgate, dweight) for the forward's x2, g3, rstd and dy2 [M, D] (contiguous). dgate: written into
+    ``dgate3`` (laid out as g3: [M / GH, GH, D], unit stride over D) when given, else a new contiguous [M, D]."""
+    M, D = x2.shape
+    GH = g3.shape[1]
+    BD, BM = _rows(D)
+    n_prog = triton.cdiv(M, BM)
+    dx = torch.empty_like(x2)
+    dgate = torch.empty(M, D, dtype=g3.dtype, device=g3.device) if dgate3 is None else dgate3
+    sdg_n, sdg_h = (GH * D, D) if dgate3 is None else (dgate3.stride(0), dgate3.stride(1))
+    dw = torch.empty(n_prog, D, dtype=torch.float32, device=x2.device)
+    gated_rms_norm_bwd_kernel[(n_prog,)](
+        x2, g3, weight.contiguous(), rstd, dy2, dx, dgate, dw, M, g3.stride(0), g3.stride(1), sdg_n, sdg_h, D=D,
+        GH=GH, BM=BM, BD=BD,
+    )  # fmt: skip
+    return dx, dgate, dw.sum(0).to(weight.dtype)
+
+
 class GatedRMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gate, weight, eps):
         shape = x.shape
-        D = shape[-1]
-        x2 = x.contiguous().view(-1, D)
+        x2 = x.contiguous().view(-1, shape[-1])
         g3 = _gate_rows(gate)
-        M = x2.shape[0]
-        y = torch.empty_like(x2)
-        rstd = torch.empty(M, dtype=torch.float32, device=x.device)
-        BD, BM = _rows(D)
-        h_dtype = _TL[torch.promote_types(weight.dtype, x.dtype)]
-        gated_rms_norm_fwd_kernel[(triton.cdiv(M, BM),)](
-            x2, g3, weight.contiguous(), y, rstd, M, eps, g3.stride(0), g3.stride(1), D=D, GH=g3.shape[1], BM=BM,
-            BD=BD, H_DTYPE=h_dtype,
-        )  # fmt: skip
+        y, rstd = gated_rms_norm_fwd(x2, g3, weight, eps)
         # the gate as given: a view of the input projection is saved without a copy (its base is kept anyway)
         ctx.save_for_backward(x2, g3, weight, rstd)
         return y.view(shape)
@@ -191,17 +226,8 @@ class GatedRMSNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x2, g3, weight, rstd = ctx.saved_tensors
-        M, D = x2.shape
-        BD, BM = _rows(D)
-        n_prog = triton.cdiv(M, BM)
-        dx = torch.empty_like(x2)
-        dgate = torch.empty(M, D, dtype=g3.dtype, device=g3.device)
-        dw = torch.empty(n_prog, D, dtype=torch.float32, device=x2.device)
-        gated_rms_norm_bwd_kernel[(n_prog,)](
-            x2, g3, weight.contiguous(), rstd, dy.contiguous().view(M, D), dx, dgate, dw, M, g3.stride(0),
-            g3.stride(1), D=D, GH=g3.shape[1], BM=BM, BD=BD,
-        )  # fmt: skip
-        return dx.view(dy.shape), dgate.view(dy.shape), dw.sum(0).to(weight.dtype), None
+        dx, dgate, dw = gated_rms_norm_bwd(x2, g3, weight, rstd, dy.contiguous().view(x2.shape))
+        return dx.view(dy.shape), dgate.view(dy.shape), dw, None
 
 
 def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

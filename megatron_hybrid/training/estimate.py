@@ -55,8 +55,9 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
     fc1 output (2F values) and fc2 input (F). Attention block (``A``/``S``, post-norm): qkv input, q/k norm inputs,
     attention output, post-norm inputs (5 of width h), q, k, v and the output in attention layout, the log-sum-exp.
     GDN block (``G``, pre-norm): the two pre-norm outputs and the MLP's norm input (3h); the input projection
-    [q, k, v, z] (the conv's input and the gate); the normalised q, k; v; the kernel output and the out-projection
-    input; the WY inverse T (fp32, 64 per value head)."""
+    [q, k, v, z] (the conv's input and the gate); the kernel output and the out-projection input; the WY inverse T
+    (fp32, 64 per value head). The fused mixer (``ops.gdn_mixer``) recomputes the conv, the q/k norm and v in the
+    backward instead of keeping them."""
     d, ffn = model_cfg.d_model, model_cfg.ffn_hidden
     mlp = 2 * (3 * ffn)
     if kind in ("A", "S"):
@@ -66,8 +67,8 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
         qk = model_cfg.gdn_key_heads * model_cfg.gdn_k_dim  # one of q, k
         vw = model_cfg.gdn_value_heads * model_cfg.gdn_v_dim  # v, z, the kernel output
         hk, hv = model_cfg.gdn_key_heads, model_cfg.gdn_value_heads
-        small = 2 * 4 + 2 * 4 * hk + (4 + 4 + 4 + 2) * hv  # rstds (2 norms, q/k l2norm, out norm), g, a, b, beta
-        return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * 2 * qk + 2 * 3 * vw + 4 * 64 * hv + small
+        small = 2 * 4 + (4 + 4 + 4 + 2) * hv  # rstds (2 block norms, out norm), g, a, b, beta
+        return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * 2 * vw + 4 * 64 * hv + small
     raise ValueError(f"unknown block kind {kind!r} (the layer pattern's letters are G, A, S)")
 
 

@@ -1,0 +1,145 @@
+"""The GDN mixer between its two projections, as one op:
+
+    projected [B, T, C + HV*V] = [q k v | z]  ->  causal conv1d + SiLU over q k v  ->  L2 norm of q, k per head
+    ->  chunked gated delta rule  ->  RMSNorm(o) * weight * SiLU(z)  ->  [B, T, HV*V] (the output projection's input)
+
+On the Triton path this is one autograd Function, for memory and for one less copy. The same ops composed by
+autograd keep, until the backward, the normalised q and k and a contiguous copy of v (4 values per token and value
+channel in all: 180 MiB per layer call at the Olmo shape, T=8192). This Function keeps only the projection (kept
+anyway: it is the conv's input and the gate) and the delta rule's output, and recomputes conv, norm and v in the
+backward (~0.3 ms at that shape). Its backward writes the conv's and the gate's gradients straight into one
+gradient of the projection, where autograd's split backward would concatenate them (a copy of the projection's
+width per call).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, causal_conv1d
+from .gated_delta_rule import gated_delta_rule
+from .gated_delta_rule.chunk import _meta, check_inputs, chunk_gated_delta_rule_bwd, chunk_gated_delta_rule_fwd
+from .norms import (
+    _gate_rows,
+    gated_rms_norm,
+    gated_rms_norm_bwd,
+    gated_rms_norm_fwd,
+    l2norm_bwd,
+    l2norm_fwd,
+    use_triton,
+)
+
+L2_EPS = 1e-6  # the delta rule's q/k L2 norm (fla's use_qk_l2norm_in_kernel)
+
+
+def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
+    """(q, k normalised [B, T, H, K], their rstds, v contiguous [B, T, HV, V]) from the conv's input."""
+    H, HV, K, V = dims
+    B, T, _ = qkv_in.shape
+    qkv = _conv1d_fwd(qkv_in, conv_weight, True, *bounds)  # [B, T, C] contiguous
+    q, k, v = qkv.split([H * K, H * K, HV * V], dim=-1)
+    # contiguous copies of the strided slices (with one head, reshape alone would return a row-strided view)
+    q, q_rstd = l2norm_fwd(q.reshape(-1, K).contiguous(), L2_EPS)
+    k, k_rstd = l2norm_fwd(k.reshape(-1, K).contiguous(), L2_EPS)
+    return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.contiguous().view(B, T, HV, V)
+
+
+class GDNMixerFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, projected, conv_weight, g, beta, norm_weight, dims, scale, norm_eps, cu_seqlens):
+        H, HV, K, V = dims
+        B, T, _ = projected.shape
+        C = 2 * H * K + HV * V
+        bounds = _bounds(B * T, cu_seqlens)
+        q, k, _, _, v = _recurrent_inputs(projected[..., :C], conv_weight, bounds, dims)
+        meta = _meta(B, T, cu_seqlens)
+        o, gcum, Ai, _, _, _ = chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, None, False, meta)
+        del q, k, v  # recomputed in the backward
+        o2 = o.view(-1, V)
+        y, rstd = gated_rms_norm_fwd(o2, _gate_rows(projected[..., C:].unflatten(-1, (HV, V))), norm_weight, norm_eps)
+        ctx.save_for_backward(projected, conv_weight, beta, gcum, Ai, norm_weight, o2, rstd, *bounds)
+        ctx.dims, ctx.scale, ctx.meta, ctx.g_dtype = dims, scale, meta, g.dtype
+        return y.view(B, T, HV * V)
+
+    @staticmethod
+    def backward(ctx, dy):
+        projected, conv_weight, beta, gcum, Ai, norm_weight, o2, rstd, tok_bos, tok_eos = ctx.saved_tensors
+        H, HV, K, V = ctx.dims
+        B, T, _ = projected.shape
+        C = 2 * H * K + HV * V
+        # the projection's gradient in the projection's own layout ([s, b] transposed): the conv and the gated norm
+        # write their parts into it, and the input projection's backward gets it as a contiguous [s, b, .] tensor
+        dprojected = torch.empty_strided(projected.shape, projected.stride(), dtype=projected.dtype,
+                                         device=projected.device)  # fmt: skip
+        g3 = _gate_rows(projected[..., C:].unflatten(-1, (HV, V)))
+        dz = dprojected[..., C:].unflatten(-1, (HV, V))
+        dz3 = dz.view(-1, HV, V) if g3.data_ptr() == projected[..., C:].data_ptr() else None  # else: a copy below
+        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), dz3)
+        if dz3 is None:
+            dz.copy_(dgate.view(dz.shape))
+        q, k, q_rstd, k_rstd, v = _recurrent_inputs(projected[..., :C], conv_weight, (tok_bos, tok_eos), ctx.dims)
+        dq, dk, dv, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
+            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta
+        )
+        dq = l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K)).view(B, T, H * K)
+        dk = l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K)).view(B, T, H * K)
+        dqkv = torch.cat([dq, dk, dv.reshape(B, T, HV * V)], dim=-1)
+        _, dconv_weight = _conv1d_bwd(
+            _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]
+        )
+        return dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, None, None, None, None
+
+
+def gdn_mixer(
+    projected: torch.Tensor,
+    conv_weight: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    norm_weight: torch.Tensor,
+    dims: tuple[int, int, int, int],
+    scale: float,
+    norm_eps: float,
+    cu_seqlens: torch.Tensor | None = None,
+    fused: bool = True,
+) -> torch.Tensor:
+    """The GDN mixer from its input projection to its output projection's input.
+
+    Args:
+        projected: ``[B, T, 2*H*K + HV*V + HV*V]``, the input projection ``[q k v | z]`` (channel stride 1; any
+            batch and row strides, e.g. an ``[s, b, .]`` tensor transposed).
+        conv_weight: ``[2*H*K + HV*V, W]``, the depthwise causal conv's taps.
+        g: ``[B, T, HV]`` log decay; beta: ``[B, T, HV]``.
+        norm_weight: ``[V]``, the output RMSNorm's weight (shared by the heads).
+        dims: ``(H, HV, K, V)``: key heads, value heads, key and value head dims.
+        cu_seqlens: int32 ``[N + 1]`` offsets of packed sequences (B = 1).
+        fused: the one-Function Triton path (default); False composes the separate ops (same math and kernels).
+
+    Returns:
+        ``[B, T, HV*V]`` in the projection's dtype.
+    """
+    H, HV, K, V = dims
+    B, T, width = projected.shape
+    C = 2 * H * K + HV * V
+    if width != C + HV * V:
+        raise ValueError(f"projected must be [B, T, 2*H*K + 2*HV*V] = [{B}, {T}, {C + HV * V}], got width {width}")
+    if conv_weight.dim() != 2 or conv_weight.shape[0] != C:
+        raise ValueError(f"conv_weight must be [{C}, W], got {tuple(conv_weight.shape)}")
+    if fused and use_triton(projected):
+        q_like = projected.new_empty(1).expand(B, T, H, K)  # shape-only stand-ins for the delta rule's checks
+        v_like = projected.new_empty(1).expand(B, T, HV, V)
+        check_inputs(q_like, q_like, v_like, g, beta, None, cu_seqlens)
+        return GDNMixerFunction.apply(
+            _channels_contiguous(projected), conv_weight, g.float().contiguous(), beta.contiguous(), norm_weight,
+            dims, float(scale), norm_eps, cu_seqlens,
+        )  # fmt: skip
+    # the composition (the CPU path, and the reference the fused Function is tested against)
+    qkv, z = projected.split([C, HV * V], dim=-1)
+    qkv, _ = causal_conv1d(qkv, conv_weight, activation="silu", cu_seqlens=cu_seqlens)
+    q, k, v = qkv.split([H * K, H * K, HV * V], dim=-1)
+    q, k, v = q.unflatten(-1, (H, K)), k.unflatten(-1, (H, K)), v.unflatten(-1, (HV, V))
+    # recompute the per-chunk states in the backward: kept, they would hold 235 MB per layer call at the Olmo shape
+    o, _ = gated_delta_rule(q, k, v, g, beta, scale=scale, use_qk_l2norm=True, cu_seqlens=cu_seqlens, keep_states=False)
+    return gated_rms_norm(o, z.unflatten(-1, (HV, V)), norm_weight, eps=norm_eps).flatten(-2)
+
+
+__all__ = ["GDNMixerFunction", "gdn_mixer"]

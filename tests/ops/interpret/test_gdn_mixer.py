@@ -1,0 +1,100 @@
+"""The fused GDN mixer Function (conv, L2 norm, delta rule, gated norm; q, k, v recomputed in the backward) against
+the same ops composed by autograd, on the CPU under TRITON_INTERPRET=1, fp32."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/ops/test_triton_interpreter.py"
+
+from megatron_hybrid.ops import gdn_mixer  # noqa: E402
+from megatron_hybrid.ops.gdn_mixer import GDNMixerFunction  # noqa: E402
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    assert torch.isfinite(a).all()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def make(B, T, dims, seed=0, sb_layout=True):
+    """Leaf inputs; the projection as the layer has it: an [s, b, .] tensor transposed to [b, s, .]."""
+    H, HV, K, V = dims
+    gen = torch.Generator().manual_seed(seed)
+    width = 2 * H * K + 2 * HV * V
+    if sb_layout:
+        projected = torch.randn(T, B, width, generator=gen).transpose(0, 1)
+    else:
+        projected = torch.randn(B, T, width, generator=gen)
+    conv_w = 0.5 * torch.randn(2 * H * K + HV * V, 4, generator=gen)
+    g = -torch.rand(B, T, HV, generator=gen)  # log decay in (-1, 0]
+    beta = torch.rand(B, T, HV, generator=gen)
+    norm_w = 1 + 0.1 * torch.randn(V, generator=gen)
+    return [projected, conv_w, g, beta, norm_w]
+
+
+def run(inputs, dims, fused, cu_seqlens=None, grad_out=None):
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = gdn_mixer(*leaves, dims, scale=dims[2] ** -0.5, norm_eps=1e-5, cu_seqlens=cu_seqlens, fused=fused)
+    out.backward(grad_out)
+    return out.detach(), [x.grad for x in leaves]
+
+
+@pytest.mark.parametrize(
+    "B,T,dims,sb_layout",
+    [(1, 37, (2, 2, 16, 32), True), (2, 70, (2, 4, 16, 32), True), (2, 33, (1, 1, 12, 24), False)],
+    ids=["B1", "B2-gqa", "B2-bt-layout-masked-dims"],
+)
+def test_fused_mixer_equals_composed_ops(B, T, dims, sb_layout):
+    inputs = make(B, T, dims, sb_layout=sb_layout)
+    grad_out = torch.randn(B, T, dims[1] * dims[3], generator=torch.Generator().manual_seed(1))
+    out_f, grads_f = run(inputs, dims, True, grad_out=grad_out)
+    out_c, grads_c = run(inputs, dims, False, grad_out=grad_out)
+    assert rel(out_f, out_c) < 1e-6
+    for name, a, b in zip(("projected", "conv_w", "g", "beta", "norm_w"), grads_f, grads_c):
+        assert rel(a, b) < 1e-5, name
+    # the projection's gradient comes back in the projection's own layout (so [s, b, .] is contiguous again)
+    assert grads_f[0].stride() == inputs[0].stride()
+
+
+def test_fused_mixer_varlen_equals_composed_ops():
+    dims = (2, 2, 16, 32)
+    cu = torch.tensor([0, 5, 40, 41, 66], dtype=torch.int32)
+    inputs = make(1, 66, dims, seed=3)
+    grad_out = torch.randn(1, 66, dims[1] * dims[3], generator=torch.Generator().manual_seed(4))
+    out_f, grads_f = run(inputs, dims, True, cu, grad_out)
+    out_c, grads_c = run(inputs, dims, False, cu, grad_out)
+    assert rel(out_f, out_c) < 1e-6
+    for a, b in zip(grads_f, grads_c):
+        assert rel(a, b) < 1e-5
+
+
+def test_fused_mixer_keeps_no_recurrent_inputs():
+    """What the Function saves for the backward: the projection (an input), the conv and norm weights, beta, the
+    delta rule's output and its small per-token tensors; not q, k or v."""
+    B, T, dims = 1, 64, (2, 2, 16, 32)
+    H, HV, K, V = dims
+    projected, conv_w, g, beta, norm_w = (x.requires_grad_(True) for x in make(B, T, dims))
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, dims, K**-0.5, 1e-5, None)
+    inputs = {x.untyped_storage().data_ptr() for x in (projected, conv_w, beta, norm_w)}
+    new = [t for t in saved if t.untyped_storage().data_ptr() not in inputs]
+    per_token_values = sum(t.numel() for t in new) / (B * T)
+    # o (HV*V), the WY inverse (HV*64, fp32), the cumulative decay (HV) and the norm's rstd (HV)
+    assert per_token_values == HV * V + HV * 64 + HV + HV
+
+
+def test_fused_mixer_names_a_wrong_width():
+    dims = (2, 2, 16, 32)
+    projected, conv_w, g, beta, norm_w = make(1, 8, dims)
+    with pytest.raises(ValueError, match="projected must be"):
+        gdn_mixer(projected[..., 1:], conv_w, g, beta, norm_w, dims, scale=0.25, norm_eps=1e-5)
