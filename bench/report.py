@@ -40,6 +40,8 @@ def environment() -> dict:
         "python": platform.python_version(),
         "commit": git_commit(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # the project's knobs in force (kernel modes, autotuning, the fused mixer), so a result says what ran
+        "knobs": " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MEGATRON_HYBRID_")),
     }
     try:
         import megatron.core
