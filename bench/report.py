@@ -41,7 +41,11 @@ def environment() -> dict:
         "commit": git_commit(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         # the project's knobs in force (kernel modes, autotuning, the fused mixer), so a result says what ran
-        "knobs": " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MEGATRON_HYBRID_")),
+        "knobs": " ".join(
+            f"{k}={v}"
+            for k, v in sorted(os.environ.items())
+            if k.startswith("MEGATRON_HYBRID_") and k != "MEGATRON_HYBRID_COMMIT"
+        ),
     }
     try:
         import megatron.core
