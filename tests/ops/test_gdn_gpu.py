@@ -239,9 +239,9 @@ def test_swiglu_bf16():
     "B,T,dims", [(1, 2048, (15, 15, 96, 192)), (2, 257, (4, 8, 12, 24))], ids=["olmo-tp2", "small"]
 )
 def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
-    """The fused mixer Function (q, k, v recomputed in the backward, gradients written in place) gives what the
-    separate ops composed by autograd give: the same kernels on the same values, so equal up to the order of the
-    few sums that differ (dz and the conv's gradient)."""
+    """The fused mixer Function (q, k, v recomputed in the backward, gradients written in place) gives exactly what
+    the separate ops composed by autograd give: the same kernels on the same values (H100, 2026-11-26: bit-identical
+    once the wy backward's race was fixed)."""
     from megatron_hybrid.ops import gdn_mixer
 
     H, HV, K, V = dims
@@ -260,7 +260,7 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
         out.backward(dy)
         results.append([out.detach()] + [x.grad for x in leaves])
     for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
-        assert rel_rms(a, b) <= 1e-3, (name, rel_rms(a, b))
+        assert torch.equal(a, b), (name, rel_rms(a, b))
 
 
 def test_rms_norm_bf16():
@@ -289,12 +289,19 @@ def _g0_inputs(T=1100):
     return q, k, v, g, beta, s0
 
 
-def test_backward_deterministic():
-    """Two forward+backward runs on the g = 0 inputs give bit-identical outputs and gradients (no race)."""
+@pytest.mark.parametrize("case", ["g0-2heads", "olmo-tp2"])
+def test_backward_deterministic(case):
+    """Three forward+backward runs give bit-identical outputs and gradients (no race). Few heads did not show the
+    race of the pipelined wy backward (dbeta, dg); the Olmo TP=2 slice (15 heads, T=2048) did."""
     from megatron_hybrid.ops import chunk_gated_delta_rule
 
-    xs = _g0_inputs()
-    do = torch.randn(1, 1100, 2, 192, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1))
+    if case == "g0-2heads":
+        xs = _g0_inputs()
+    else:
+        xs = make_inputs(1, 2048, 15, 15, 96, 192, torch.bfloat16, seed=5)
+        xs = [F.normalize(x.float(), dim=-1).to(x.dtype) if i < 2 else x for i, x in enumerate(xs)]
+    B, T, HV, V = xs[2].shape
+    do = torch.randn(B, T, HV, V, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1))
     runs = []
     for _ in range(3):
         ours = [x.clone().requires_grad_() for x in xs]

@@ -183,8 +183,12 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
     return gcum, Ai, w, u
 
 
+# num_stages=1: with the loads of its V and K loops software-pipelined (num_stages=2), Triton 3.6 on the H100 made
+# this kernel race: dbeta and dg changed from run to run on identical inputs (max |diff| 3e-2 at T=8192, 30 heads;
+# dk and dv stayed bit-identical), while barriers after each reduction changed nothing. Unpipelined it is
+# deterministic and no slower (0.485 vs 0.519 ms at that shape; .dev diagnostics, 2026-11-26 session 4).
 @autotune(
-    configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
+    configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
 )
 @triton.jit(do_not_specialize=["T"])
@@ -314,7 +318,7 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta):
         # On an H100 with Triton 3.6 the 8-warp config of this kernel hit an illegal address when K or V
         # does not fill its block (K=12, V=24 in `make smoke`); the 4-warp config ran right. Until that is
         # understood (compute-sanitizer), masked tiles take the 4-warp config only.
-        launch, launch_options = chunk_wy_bwd_kernel.fn[grid], {"num_warps": 4, "num_stages": 2}
+        launch, launch_options = chunk_wy_bwd_kernel.fn[grid], {"num_warps": 4, "num_stages": 1}
     launch(
         k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk, dv, dbeta, dg, meta["cu_seqlens"], meta["chunk_indices"],
         T, B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, NK=NK, IS_VARLEN=meta["cu_seqlens"] is not None,
