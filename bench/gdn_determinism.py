@@ -1,0 +1,73 @@
+"""Determinism of each gated-delta-rule kernel stage on the GPU: every stage runs several times on the same inputs
+and its outputs are compared bit for bit (a race shows as a nonzero max |diff|).
+
+    python bench/gdn_determinism.py [--reps 4] [--out bench/results]
+
+Shapes: the Olmo TP=2 slice (15 heads, T=2048), a 2-head sequence and the full Olmo shape (30 heads, T=8192). On
+2026-11-26 this found the pipelined wy backward's race (dbeta, dg; fixed with num_stages=1 in ``wy.py``); the other
+stages were bit-identical. Writes ``gdn_determinism.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report  # noqa: E402
+
+from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dqk  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.chunk_h import chunk_bwd_dh, chunk_fwd_h  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.wy import chunk_wy_bwd, chunk_wy_fwd  # noqa: E402
+from megatron_hybrid.ops.norms import l2norm  # noqa: E402
+
+SHAPES = [(1, 2048, 15, 15, 96, 192), (1, 1100, 2, 2, 96, 192), (1, 8192, 30, 30, 96, 192)]
+STAGES = ("gcum", "Ai", "w", "u", "h", "v_new", "dv2", "dh", "dq", "dk_part", "dw", "dgp", "dk", "dv", "dbeta", "dg")
+
+
+def stages_once(q, k, v, g, beta, do, meta) -> tuple[torch.Tensor, ...]:
+    K = q.shape[-1]
+    gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
+    h, v_new, _ = chunk_fwd_h(k, w, u, gcum, None, False, meta)
+    dv2, dh, _ = chunk_bwd_dh(q, k, w, gcum, do, None, None, K**-0.5, meta)
+    dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)
+    dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
+    return gcum, Ai, w, u, h, v_new, dv2, dh, dq, dk_part, dw, dgp, dk, dv, dbeta, dg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--out", default=str(report.RESULTS))
+    args = parser.parse_args()
+    rows = []
+    for B, T, H, HV, K, V in SHAPES:
+        gen = torch.Generator(device="cuda").manual_seed(0)
+
+        def rnd(*shape, gen=gen):
+            return torch.randn(*shape, device="cuda", generator=gen)
+
+        q, k = l2norm(rnd(B, T, H, K).bfloat16()), l2norm(rnd(B, T, H, K).bfloat16())
+        v, do = rnd(B, T, HV, V).bfloat16(), rnd(B, T, HV, V).bfloat16()
+        g = -torch.rand(B, T, HV, device="cuda", generator=gen)
+        beta = torch.rand(B, T, HV, device="cuda", generator=gen).bfloat16()
+        meta = C._meta(B, T, None)
+        C._split_plan(meta, q, v)
+        runs = [[x.clone() for x in stages_once(q, k, v, g, beta, do, meta)] for _ in range(args.reps)]
+        row = {"shape": f"B={B} T={T} H={H} HV={HV} K={K} V={V}"}
+        for i, name in enumerate(STAGES):
+            row[name] = max((r[i].float() - runs[0][i].float()).abs().max().item() for r in runs[1:])
+        rows.append(row)
+        print(row, flush=True)
+    notes = f"Max |difference| between {args.reps} runs of each stage on identical inputs (0 = bit-identical)."
+    print(report.write("gdn_determinism", rows, ["shape", *STAGES], notes, Path(args.out)).read_text())
+
+
+if __name__ == "__main__":
+    main()
