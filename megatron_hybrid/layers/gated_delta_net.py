@@ -9,7 +9,9 @@ elements and cuBLAS falls back to slow unaligned kernels, ~4.3 ms instead of ~1.
 at the 7B shape on an H100); a depthwise causal
 conv (kernel 4) + SiLU over [q, k, v]; per-head L2 norm of q and k (inside the op); beta =
 sigmoid(b) (x2 with negative eigenvalues); g = -exp(A_log) softplus(a + dt_bias); the gated delta
-rule; per-head RMSNorm of the output times SiLU(z); RowParallel output projection.
+rule; per-head RMSNorm of the output times SiLU(z); RowParallel output projection. Everything between
+the two projections is one op, ``ops.gdn_mixer``: on the GPU a single autograd Function that keeps
+only the projection and the delta rule's output for the backward and recomputes q, k, v there.
 
 Tensor parallelism splits heads: every per-head tensor (projections, conv channels, A_log,
 dt_bias) is sharded with them. The out-norm weight (one vector of ``value_head_dim`` shared by
