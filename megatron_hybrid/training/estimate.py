@@ -66,7 +66,7 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
     if kind == "G":
         qk = model_cfg.gdn_key_heads * model_cfg.gdn_k_dim  # one of q, k
         vw = model_cfg.gdn_value_heads * model_cfg.gdn_v_dim  # v, z, the kernel output
-        hk, hv = model_cfg.gdn_key_heads, model_cfg.gdn_value_heads
+        hv = model_cfg.gdn_value_heads
         small = 2 * 4 + (4 + 4 + 4 + 2) * hv  # rstds (2 block norms, out norm), g, a, b, beta
         return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * 2 * vw + 4 * 64 * hv + small
     raise ValueError(f"unknown block kind {kind!r} (the layer pattern's letters are G, A, S)")
