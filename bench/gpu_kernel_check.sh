@@ -8,8 +8,10 @@
 #   2. the benchmark against fla on the Olmo shape and its TP=2 slice, autotuned (two or three configs per kernel),
 #      with the fp64 check of the autotuned kernels: $OUT/gdn_kernels.{json,md}, log $OUT/gdn_kernels.txt;
 #   3. the per-kernel breakdown of the same two shapes: $OUT/gdn_breakdown.json, log $OUT/gdn_breakdown.txt.
+#   4. every kernel stage run four times on identical inputs, autotuned (bench/gdn_determinism.py).
 # Every step has its own time limit, so a slow step cannot starve the others; $OUT/summary.txt lists each step's exit
-# status and seconds (124 = stopped by its limit).
+# status and seconds (124 = stopped by its limit). On the device machine, tar $OUT into one file: a call returns at
+# most 8 files.
 #
 #     OUT=/path/to/dir bash bench/gpu_kernel_check.sh          (from the repository root; OUT defaults to
 #                                                                bench/results/gpu_check; PY to python)
@@ -25,7 +27,7 @@ mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 
-STEPS=${STEPS:-tests layers bench breakdown}
+STEPS=${STEPS:-tests layers bench breakdown determinism}
 
 step() {  # step KEY NAME LIMIT_S LOGFILE CMD...  (runs only when KEY is in $STEPS)
   local key=$1 name=$2 limit=$3 log=$4
@@ -61,6 +63,10 @@ step bench "gdn_kernels $SHAPES" "${T_BENCH:-300}" "$OUT/gdn_kernels.txt" \
 # 3. per-kernel times (ours only), same shapes, autotuned
 step breakdown "gdn_breakdown $SHAPES" "${T_BREAKDOWN:-50}" "$OUT/gdn_breakdown.txt" \
   env MEGATRON_HYBRID_AUTOTUNE=1 $PY bench/gdn_breakdown.py --shapes "$SHAPES" --out "$OUT"
+
+# 4. determinism of every kernel stage with the autotuned configs (a race shows as a nonzero max |diff|)
+step determinism "gdn_determinism (autotuned)" "${T_DETERMINISM:-120}" "$OUT/gdn_determinism.txt" \
+  env MEGATRON_HYBRID_AUTOTUNE=1 $PY bench/gdn_determinism.py --out "$OUT"
 
 echo "== done in ${SECONDS}s" | tee -a "$SUMMARY"
 grep -sE "passed|failed|error" "$OUT/gpu_ops_tests.txt" | tail -3 | tee -a "$SUMMARY"
