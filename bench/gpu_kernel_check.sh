@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check of the gated-delta-rule kernels (for the H100 device machine). All four steps take up to 11 minutes (their
-# limits), more than one 10-minute device call: pick steps with STEPS (default "tests layers bench breakdown"):
+# GPU check of the gated-delta-rule kernels (for the H100 device machine). All five steps take up to 13 minutes (their
+# limits), more than one 10-minute device call: pick steps with STEPS (default "tests layers bench breakdown determinism"):
 #   1. the GPU op tests (one config per kernel: MEGATRON_HYBRID_AUTOTUNE=0), output in $OUT/gpu_ops_tests.txt;
 #      they include test_g0_stage_errors (each backward kernel against fp64 on its own inputs; its line
 #      "stage errors: ..." is printed) and test_backward_deterministic (three runs, bit-identical);
@@ -16,7 +16,7 @@
 #     OUT=/path/to/dir bash bench/gpu_kernel_check.sh          (from the repository root; OUT defaults to
 #                                                                bench/results/gpu_check; PY to python)
 #
-# Knobs: T_TESTS, T_LAYER_TESTS, T_BENCH, T_BREAKDOWN (seconds per step, defaults 160, 150, 300, 50; the benchmark autotunes ours and fla: 130 s was too short on 2026-11-26); SHAPES (default olmo,olmo_tp2);
+# Knobs: T_TESTS, T_LAYER_TESTS, T_BENCH, T_BREAKDOWN, T_DETERMINISM (seconds per step, defaults 160, 150, 300, 50, 120; the benchmark autotunes ours and fla: 130 s was too short on 2026-11-26); SHAPES (default olmo,olmo_tp2);
 # MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 to time the recompute path instead of the kept states.
 set -u
 cd "$(dirname "$0")/.."
