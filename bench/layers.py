@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 import triton
@@ -165,13 +166,8 @@ def main() -> None:
 
     ours = build_mixer(gdn_layer_spec(), hybrid_tcfg)
     measure("GDN mixer, megatron_hybrid (d=3840, 30x(96,192))", ours, x_hybrid, rows, **shape)
-    fused = os.environ.get("MEGATRON_HYBRID_GDN_FUSED_MIXER")
-    os.environ["MEGATRON_HYBRID_GDN_FUSED_MIXER"] = "0"  # the same layer with the mixer's ops composed by autograd
-    measure("GDN mixer, megatron_hybrid, ops composed (q, k, v kept)", ours, x_hybrid, rows, **shape)
-    if fused is None:
-        del os.environ["MEGATRON_HYBRID_GDN_FUSED_MIXER"]
-    else:
-        os.environ["MEGATRON_HYBRID_GDN_FUSED_MIXER"] = fused
+    with mock.patch.dict(os.environ, MEGATRON_HYBRID_GDN_FUSED_MIXER="0"):  # the mixer's ops composed by autograd
+        measure("GDN mixer, megatron_hybrid, ops composed (q, k, v kept)", ours, x_hybrid, rows, **shape)
     step = f"fwd+bwd, B={args.batch} T={args.seq} d={hybrid.d_model}, bf16"
     print(profile_step(ours, x_hybrid, out_dir, "gdn_mixer_profile", f"One Olmo Hybrid GDN mixer step ({step})"))
     if not args.skip_mcore:

@@ -20,6 +20,7 @@ from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, cau
 from .gated_delta_rule import gated_delta_rule
 from .gated_delta_rule.chunk import _meta, check_inputs, chunk_gated_delta_rule_bwd, chunk_gated_delta_rule_fwd
 from .norms import (
+    L2NORM_EPS,
     _gate_rows,
     gated_rms_norm,
     gated_rms_norm_bwd,
@@ -29,8 +30,6 @@ from .norms import (
     use_triton,
 )
 
-L2_EPS = 1e-6  # the delta rule's q/k L2 norm (fla's use_qk_l2norm_in_kernel)
-
 
 def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
     """(q, k normalised [B, T, H, K], their rstds, v contiguous [B, T, HV, V]) from the conv's input."""
@@ -39,8 +38,8 @@ def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
     qkv = _conv1d_fwd(qkv_in, conv_weight, True, *bounds)  # [B, T, C] contiguous
     q, k, v = qkv.split([H * K, H * K, HV * V], dim=-1)
     # contiguous copies of the strided slices (with one head, reshape alone would return a row-strided view)
-    q, q_rstd = l2norm_fwd(q.reshape(-1, K).contiguous(), L2_EPS)
-    k, k_rstd = l2norm_fwd(k.reshape(-1, K).contiguous(), L2_EPS)
+    q, q_rstd = l2norm_fwd(q.reshape(-1, K).contiguous(), L2NORM_EPS)
+    k, k_rstd = l2norm_fwd(k.reshape(-1, K).contiguous(), L2NORM_EPS)
     return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.contiguous().view(B, T, HV, V)
 
 

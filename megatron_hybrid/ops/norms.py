@@ -22,7 +22,10 @@ def use_triton(x: torch.Tensor) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------------- l2norm
-def l2norm_torch(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+L2NORM_EPS = 1e-6  # the delta rule's q/k norm: x / sqrt(sum x^2 + eps), as fla's use_qk_l2norm_in_kernel
+
+
+def l2norm_torch(x: torch.Tensor, eps: float = L2NORM_EPS) -> torch.Tensor:
     xf = x.float()
     return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)
 
@@ -94,7 +97,7 @@ class L2NormFunction(torch.autograd.Function):
         return l2norm_bwd(y2, rstd, dy.contiguous().view(y2.shape)).view(dy.shape), None
 
 
-def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def l2norm(x: torch.Tensor, eps: float = L2NORM_EPS) -> torch.Tensor:
     """x / sqrt(sum(x^2) + eps) over the last dim."""
     if not x.is_floating_point():
         raise ValueError(f"l2norm needs a floating-point tensor, got {x.dtype}")

@@ -186,7 +186,8 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
 # num_stages=1: with the loads of its V and K loops software-pipelined (num_stages=2), Triton 3.6 on the H100 made
 # this kernel race: dbeta and dg changed from run to run on identical inputs (max |diff| 3e-2 at T=8192, 30 heads;
 # dk and dv stayed bit-identical), while barriers after each reduction changed nothing. Unpipelined it is
-# deterministic and no slower (0.485 vs 0.519 ms at that shape; .dev diagnostics, 2026-11-26 session 4).
+# deterministic and no slower (0.485 vs 0.519 ms at that shape; bench/results/gpu_check/session4/wy_bwd_variants.json,
+# 2026-11-26). bench/gdn_determinism.py checks every stage for such races.
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
