@@ -166,6 +166,8 @@ def main() -> None:
 
     ours = build_mixer(gdn_layer_spec(), hybrid_tcfg)
     measure("GDN mixer, megatron_hybrid (d=3840, 30x(96,192))", ours, x_hybrid, rows, **shape)
+    with mock.patch.dict(os.environ, MEGATRON_HYBRID_GDN_FUSED_OUT_PROJ="0"):  # out-projection a separate module
+        measure("GDN mixer, megatron_hybrid, separate out-projection (y kept)", ours, x_hybrid, rows, **shape)
     with mock.patch.dict(os.environ, MEGATRON_HYBRID_GDN_FUSED_MIXER="0"):  # the mixer's ops composed by autograd
         measure("GDN mixer, megatron_hybrid, ops composed (q, k, v kept)", ours, x_hybrid, rows, **shape)
     step = f"fwd+bwd, B={args.batch} T={args.seq} d={hybrid.d_model}, bf16"

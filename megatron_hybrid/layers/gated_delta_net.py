@@ -34,7 +34,12 @@ import torch
 from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.ssm.utils import _split_tensor_factory
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
-from megatron.core.tensor_parallel.mappings import copy_to_tensor_model_parallel_region
+from megatron.core.tensor_parallel.layers import RowParallelLinear
+from megatron.core.tensor_parallel.mappings import (
+    copy_to_tensor_model_parallel_region,
+    reduce_from_tensor_model_parallel_region,
+    reduce_scatter_to_sequence_parallel_region,
+)
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.spec_utils import build_module
 from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
@@ -50,6 +55,25 @@ def fused_mixer() -> bool:
     """MEGATRON_HYBRID_GDN_FUSED_MIXER=0 composes the mixer from the separate ops (``ops.gdn_mixer``'s fused=False:
     the same kernels, q, k and v kept for the backward instead of recomputed); read at each forward."""
     return os.environ.get("MEGATRON_HYBRID_GDN_FUSED_MIXER", "1") != "0"
+
+
+def fused_out_projection() -> bool:
+    """MEGATRON_HYBRID_GDN_FUSED_OUT_PROJ=0 keeps the output projection a separate module call (which keeps its input,
+    y, for the weight gradient); read at each forward. Only with the fused mixer and Megatron's local linear."""
+    return os.environ.get("MEGATRON_HYBRID_GDN_FUSED_OUT_PROJ", "1") != "0"
+
+
+def _is_plain_row_parallel(linear) -> bool:
+    """Megatron's local RowParallelLinear in its plain form: its forward is then the local GEMM plus the TP reduction,
+    which the mixer can do itself (TE's linear, fused wgrad accumulation, a bias or CPU offloading: not fused)."""
+    return (
+        type(linear) is RowParallelLinear
+        and linear.input_is_parallel
+        and linear.bias is None
+        and not linear.gradient_accumulation_fusion
+        and not linear.explicit_expert_comm
+        and linear.config._cpu_offloading_context is None
+    )
 
 
 @dataclass
@@ -172,12 +196,21 @@ class GatedDeltaNet(MegatronModule):
         if self.tp_group is not None and self.tp_group.size() > 1:
             norm_weight = copy_to_tensor_model_parallel_region(norm_weight, group=self.tp_group)
         dims = (self.num_key_heads_local_tp, self.num_value_heads_local_tp, self.key_head_dim, self.value_head_dim)
+        fused = fused_mixer()
+        # the output projection's GEMM inside the mixer Function (no copy of its input kept); the TP reduction here,
+        # as RowParallelLinear does it
+        fuse_out = fused and fused_out_projection() and _is_plain_row_parallel(self.out_proj)
         out = ops.gdn_mixer(
             projected, self.conv1d.weight.squeeze(1), g, beta, norm_weight, dims, scale=self.key_head_dim**-0.5,
-            norm_eps=self.norm_eps, cu_seqlens=cu_seqlens, fused=fused_mixer(),
+            norm_eps=self.norm_eps, cu_seqlens=cu_seqlens, fused=fused,
+            out_weight=self.out_proj.weight if fuse_out else None,
         )  # fmt: skip
         out = out.transpose(0, 1).contiguous()  # back to [s, b, .]
-        return self.out_proj(out)
+        if not fuse_out:
+            return self.out_proj(out)
+        if self.out_proj.sequence_parallel:
+            return reduce_scatter_to_sequence_parallel_region(out, group=self.out_proj.tp_group), None
+        return reduce_from_tensor_model_parallel_region(out, group=self.out_proj.tp_group), None
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
         metadata = ensure_metadata_has_dp_cp_group(metadata)

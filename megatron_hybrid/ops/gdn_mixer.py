@@ -2,6 +2,7 @@
 
     projected [B, T, C + HV*V] = [q k v | z]  ->  causal conv1d + SiLU over q k v  ->  L2 norm of q, k per head
     ->  chunked gated delta rule  ->  RMSNorm(o) * weight * SiLU(z)  ->  [B, T, HV*V] (the output projection's input)
+    [ ->  the output projection's local GEMM, y W^T  ->  [B, T, d]  (with ``out_weight``) ]
 
 On the Triton path this is one autograd Function, for memory and for one less copy. The same ops composed by
 autograd keep, until the backward, the normalised q and k and a contiguous copy of v (4 values per token and value
@@ -10,6 +11,11 @@ anyway: it is the conv's input and the gate) and the delta rule's output, and re
 backward (~0.3 ms at that shape). Its backward writes the conv's and the gate's gradients straight into one
 gradient of the projection, where autograd's split backward would concatenate them (a copy of the projection's
 width per call).
+
+Given the output projection's weight (a tensor-parallel rank's [d, HV*V] slice; the caller reduces the partial sums
+over TP, as a RowParallelLinear does after its GEMM), the Function also does that GEMM, so the gated norm's output y
+is not kept for the weight gradient: the gated norm's backward kernel recomputes it, bit-identical, while it reads
+the same inputs anyway (90 MiB less per layer call at the Olmo shape, T=8192, for one more y-sized write).
 """
 
 from __future__ import annotations
@@ -32,20 +38,20 @@ from .norms import (
 
 
 def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
-    """(q, k normalised [B, T, H, K], their rstds, v contiguous [B, T, HV, V]) from the conv's input."""
+    """(q, k normalised [B, T, H, K] contiguous, their rstds, v [B, T, HV, V]) from the conv's input. The L2 norm
+    reads q and k, and the delta rule v, as column slices of the conv output: no copies."""
     H, HV, K, V = dims
     B, T, _ = qkv_in.shape
     qkv = _conv1d_fwd(qkv_in, conv_weight, True, *bounds)  # [B, T, C] contiguous
     q, k, v = qkv.split([H * K, H * K, HV * V], dim=-1)
-    # contiguous copies of the strided slices (with one head, reshape alone would return a row-strided view)
-    q, q_rstd = l2norm_fwd(q.reshape(-1, K).contiguous(), L2NORM_EPS)
-    k, k_rstd = l2norm_fwd(k.reshape(-1, K).contiguous(), L2NORM_EPS)
-    return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.contiguous().view(B, T, HV, V)
+    q, q_rstd = l2norm_fwd(q.view(B * T, H, K), L2NORM_EPS)
+    k, k_rstd = l2norm_fwd(k.view(B * T, H, K), L2NORM_EPS)
+    return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.unflatten(-1, (HV, V))
 
 
 class GDNMixerFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, projected, conv_weight, g, beta, norm_weight, dims, scale, norm_eps, cu_seqlens):
+    def forward(ctx, projected, conv_weight, g, beta, norm_weight, out_weight, dims, scale, norm_eps, cu_seqlens):
         H, HV, K, V = dims
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
@@ -56,13 +62,15 @@ class GDNMixerFunction(torch.autograd.Function):
         del q, k, v  # recomputed in the backward
         o2 = o.view(-1, V)
         y, rstd = gated_rms_norm_fwd(o2, _gate_rows(projected[..., C:].unflatten(-1, (HV, V))), norm_weight, norm_eps)
-        ctx.save_for_backward(projected, conv_weight, beta, gcum, Ai, norm_weight, o2, rstd, *bounds)
+        ctx.save_for_backward(projected, conv_weight, beta, gcum, Ai, norm_weight, out_weight, o2, rstd, *bounds)
         ctx.dims, ctx.scale, ctx.meta, ctx.g_dtype = dims, scale, meta, g.dtype
-        return y.view(B, T, HV * V)
+        y = y.view(B, T, HV * V)
+        # the same GEMM as Megatron's local RowParallelLinear (matmul with the weight transposed)
+        return y if out_weight is None else torch.matmul(y, out_weight.t())
 
     @staticmethod
-    def backward(ctx, dy):
-        projected, conv_weight, beta, gcum, Ai, norm_weight, o2, rstd, tok_bos, tok_eos = ctx.saved_tensors
+    def backward(ctx, dout):
+        projected, conv_weight, beta, gcum, Ai, norm_weight, out_weight, o2, rstd, tok_bos, tok_eos = ctx.saved_tensors
         H, HV, K, V = ctx.dims
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
@@ -73,20 +81,34 @@ class GDNMixerFunction(torch.autograd.Function):
         g3 = _gate_rows(projected[..., C:].unflatten(-1, (HV, V)))
         dz = dprojected[..., C:].unflatten(-1, (HV, V))
         dz3 = dz.view(-1, HV, V) if g3.data_ptr() == projected[..., C:].data_ptr() else None  # else: a copy below
-        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), dz3)
+        dout_weight = y = None
+        if out_weight is None:
+            dy = dout
+        else:  # Megatron's local linear backward: dgrad dout W, wgrad dout^T y (2-D)
+            dout2 = dout.reshape(-1, dout.shape[-1])
+            dy = torch.matmul(dout2, out_weight)
+            y = torch.empty_like(o2)
+        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), dz3, y)
+        if y is not None:
+            dout_weight = torch.matmul(dout2.t(), y.view(dout2.shape[0], -1))
+            del y
         if dz3 is None:
             dz.copy_(dgate.view(dz.shape))
         q, k, q_rstd, k_rstd, v = _recurrent_inputs(projected[..., :C], conv_weight, (tok_bos, tok_eos), ctx.dims)
-        dq, dk, dv, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
-            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta
-        )
-        dq = l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K)).view(B, T, H * K)
-        dk = l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K)).view(B, T, H * K)
-        dqkv = torch.cat([dq, dk, dv.reshape(B, T, HV * V)], dim=-1)
+        # the conv output's gradient, written in place by the wy backward (dv) and the L2 norms' backward (dq, dk)
+        dqkv = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
+        dq_in, dk_in, dv_in = dqkv.split([H * K, H * K, HV * V], dim=-1)
+        dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
+            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta,
+            dv_out=dv_in.unflatten(-1, (HV, V)),
+        )  # fmt: skip
+        l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K), dq_in.view(B * T, H, K))
+        l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K), dk_in.view(B * T, H, K))
+        del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]
         )
-        return dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, None, None, None, None
+        return dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, dout_weight, None, None, None, None
 
 
 def gdn_mixer(
@@ -100,6 +122,7 @@ def gdn_mixer(
     norm_eps: float,
     cu_seqlens: torch.Tensor | None = None,
     fused: bool = True,
+    out_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The GDN mixer from its input projection to its output projection's input.
 
@@ -112,9 +135,11 @@ def gdn_mixer(
         dims: ``(H, HV, K, V)``: key heads, value heads, key and value head dims.
         cu_seqlens: int32 ``[N + 1]`` offsets of packed sequences (B = 1).
         fused: the one-Function Triton path (default); False composes the separate ops (same math and kernels).
+        out_weight: ``[d, HV*V]``, the output projection's (local) weight: then the result is ``y out_weight^T``,
+            ``[B, T, d]``, and the fused path keeps no copy of y for the backward.
 
     Returns:
-        ``[B, T, HV*V]`` in the projection's dtype.
+        ``[B, T, HV*V]`` (``[B, T, d]`` with ``out_weight``) in the projection's dtype.
     """
     H, HV, K, V = dims
     B, T, width = projected.shape
@@ -123,13 +148,15 @@ def gdn_mixer(
         raise ValueError(f"projected must be [B, T, 2*H*K + 2*HV*V] = [{B}, {T}, {C + HV * V}], got width {width}")
     if conv_weight.dim() != 2 or conv_weight.shape[0] != C:
         raise ValueError(f"conv_weight must be [{C}, W], got {tuple(conv_weight.shape)}")
+    if out_weight is not None and (out_weight.dim() != 2 or out_weight.shape[1] != HV * V):
+        raise ValueError(f"out_weight must be [d, HV*V] = [d, {HV * V}], got {tuple(out_weight.shape)}")
     if fused and use_triton(projected):
         q_like = projected.new_empty(1).expand(B, T, H, K)  # shape-only stand-ins for the delta rule's checks
         v_like = projected.new_empty(1).expand(B, T, HV, V)
         check_inputs(q_like, q_like, v_like, g, beta, None, cu_seqlens)
         return GDNMixerFunction.apply(
             _channels_contiguous(projected), conv_weight, g.float().contiguous(), beta.contiguous(), norm_weight,
-            dims, float(scale), norm_eps, cu_seqlens,
+            out_weight, dims, float(scale), norm_eps, cu_seqlens,
         )  # fmt: skip
     # the composition (the CPU path, and the reference the fused Function is tested against)
     qkv, z = projected.split([C, HV * V], dim=-1)
@@ -138,7 +165,8 @@ def gdn_mixer(
     q, k, v = q.unflatten(-1, (H, K)), k.unflatten(-1, (H, K)), v.unflatten(-1, (HV, V))
     # recompute the per-chunk states in the backward: kept, they would hold 235 MB per layer call at the Olmo shape
     o, _ = gated_delta_rule(q, k, v, g, beta, scale=scale, use_qk_l2norm=True, cu_seqlens=cu_seqlens, keep_states=False)
-    return gated_rms_norm(o, z.unflatten(-1, (HV, V)), norm_weight, eps=norm_eps).flatten(-2)
+    y = gated_rms_norm(o, z.unflatten(-1, (HV, V)), norm_weight, eps=norm_eps).flatten(-2)
+    return y if out_weight is None else torch.matmul(y, out_weight.t())
 
 
 __all__ = ["GDNMixerFunction", "gdn_mixer"]

@@ -31,20 +31,33 @@ def l2norm_torch(x: torch.Tensor, eps: float = L2NORM_EPS) -> torch.Tensor:
 
 
 @triton.jit
-def l2norm_fwd_kernel(x, y, rstd, M, eps, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
+def _row_offsets(o_m, o_d, GH: tl.constexpr, sg_n, sg_h):
+    """Row m of a tensor viewed as [N, GH, D] with strides (sg_n, sg_h, 1): a strided view (the layer's z or q, column
+    slices of a projection or of the conv output) is read or written in place."""
+    o_m = o_m.to(tl.int64)
+    return ((o_m // GH) * sg_n + (o_m % GH) * sg_h)[:, None] + o_d[None, :]
+
+
+@triton.jit
+def l2norm_fwd_kernel(x, y, rstd, M, eps, sx_n, sx_h, D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr,
+                      BD: tl.constexpr):  # fmt: skip
+    """x: rows of a [M / GH, GH, D] view with strides (sx_n, sx_h, 1) (e.g. q, a column slice of the conv output);
+    y: [M, D] contiguous."""
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
-    b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
+    b_x = tl.load(x + _row_offsets(o_m, o_d, GH, sx_n, sx_h), mask=m, other=0).to(tl.float32)
     b_r = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) + eps)
     tl.store(y + p, (b_x * b_r[:, None]).to(y.dtype.element_ty), mask=m)
     tl.store(rstd + o_m, b_r, mask=o_m < M)
 
 
 @triton.jit
-def l2norm_bwd_kernel(y, rstd, dy, dx, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
-    """From the output y (which the gated delta rule keeps anyway), not the input: nothing extra is saved."""
+def l2norm_bwd_kernel(y, rstd, dy, dx, M, sdx_n, sdx_h, D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr,
+                      BD: tl.constexpr):  # fmt: skip
+    """From the output y (which the gated delta rule keeps anyway), not the input: nothing extra is saved. dx: rows of
+    a [M / GH, GH, D] view with strides (sdx_n, sdx_h, 1), e.g. a column slice of the conv input's gradient."""
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
@@ -53,7 +66,7 @@ def l2norm_bwd_kernel(y, rstd, dy, dx, M, D: tl.constexpr, BM: tl.constexpr, BD:
     b_dy = tl.load(dy + p, mask=m, other=0).to(tl.float32)
     b_r = tl.load(rstd + o_m, mask=o_m < M, other=0)
     b_dx = b_r[:, None] * (b_dy - b_y * tl.sum(b_dy * b_y, 1)[:, None])
-    tl.store(dx + p, b_dx.to(dx.dtype.element_ty), mask=m)
+    tl.store(dx + _row_offsets(o_m, o_d, GH, sdx_n, sdx_h), b_dx.to(dx.dtype.element_ty), mask=m)
 
 
 def _rows(D: int) -> tuple[int, int]:
@@ -61,23 +74,31 @@ def _rows(D: int) -> tuple[int, int]:
     return BD, max(1, min(64, 2048 // BD))  # <= 16 fp32 values per thread per live tile at 4 warps
 
 
-def l2norm_fwd(x2: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, rstd) for x2 [M, D] contiguous."""
-    assert x2.is_contiguous(), "l2norm_fwd reads rows at stride D"
-    M, D = x2.shape
-    y = torch.empty_like(x2)
-    rstd = torch.empty(M, dtype=torch.float32, device=x2.device)
+def l2norm_fwd(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y [M, D] contiguous, rstd [M]) for the rows of x: [M, D] contiguous, or [N, GH, D] with a unit stride over D
+    (``_gate_rows``: e.g. [B*T, H, K], q as a column slice of the conv output, read in place)."""
+    x3 = x.view(x.shape[0], 1, x.shape[1]) if x.dim() == 2 else x
+    assert x3.dim() == 3 and x3.stride(2) == 1, "l2norm_fwd reads rows of a [N, GH, D] view with unit stride over D"
+    N, GH, D = x3.shape
+    M = N * GH
+    y = torch.empty(M, D, dtype=x.dtype, device=x.device)
+    rstd = torch.empty(M, dtype=torch.float32, device=x.device)
     BD, BM = _rows(D)
-    l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x2, y, rstd, M, eps, D=D, BM=BM, BD=BD)
+    l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x3, y, rstd, M, eps, x3.stride(0), x3.stride(1), D=D, GH=GH, BM=BM, BD=BD)
     return y, rstd
 
 
-def l2norm_bwd(y2: torch.Tensor, rstd: torch.Tensor, dy2: torch.Tensor) -> torch.Tensor:
-    """dx [M, D] from the forward's output y2 [M, D], rstd and dy2 [M, D] (contiguous)."""
+def l2norm_bwd(y2: torch.Tensor, rstd: torch.Tensor, dy2: torch.Tensor, dx3: torch.Tensor | None = None):
+    """dx from the forward's output y2 [M, D], rstd and dy2 [M, D] (contiguous): a new [M, D], or written into
+    ``dx3`` ([M / GH, GH, D], unit stride over D; e.g. a column slice of a wider gradient), which is returned."""
     M, D = y2.shape
-    dx = torch.empty_like(y2)
+    dx = torch.empty_like(y2) if dx3 is None else dx3
+    dx_3 = dx.view(M, 1, D) if dx3 is None else dx3
+    assert dx_3.stride(2) == 1 and dx_3.shape[0] * dx_3.shape[1] == M
     BD, BM = _rows(D)
-    l2norm_bwd_kernel[(triton.cdiv(M, BM),)](y2, rstd, dy2, dx, M, D=D, BM=BM, BD=BD)
+    l2norm_bwd_kernel[(triton.cdiv(M, BM),)](
+        y2, rstd, dy2, dx, M, dx_3.stride(0), dx_3.stride(1), D=D, GH=dx_3.shape[1], BM=BM, BD=BD
+    )
     return dx
 
 
@@ -115,14 +136,6 @@ def gated_rms_norm_torch(x, gate, weight, eps: float = 1e-5):
 
 
 @triton.jit
-def _gate_offsets(o_m, o_d, GH: tl.constexpr, sg_n, sg_h):
-    """Row m of the gate viewed as [N, GH, D] with strides (sg_n, sg_h, 1): a strided view (the layer's z, a slice of
-    the input projection) is read in place."""
-    o_m = o_m.to(tl.int64)
-    return ((o_m // GH) * sg_n + (o_m % GH) * sg_h)[:, None] + o_d[None, :]
-
-
-@triton.jit
 def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: tl.constexpr, GH: tl.constexpr,
                               BM: tl.constexpr, BD: tl.constexpr, H_DTYPE: tl.constexpr):  # fmt: skip
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
@@ -130,7 +143,7 @@ def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: t
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
     b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
-    b_g = tl.load(gate + _gate_offsets(o_m, o_d, GH, sg_n, sg_h), mask=m, other=0).to(tl.float32)
+    b_g = tl.load(gate + _row_offsets(o_m, o_d, GH, sg_n, sg_h), mask=m, other=0).to(tl.float32)
     b_w = tl.load(weight + o_d, mask=o_d < D, other=0)
     b_r = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) / D + eps)
     # the same roundings as the torch module: normalised x in x's dtype, times weight in the promoted dtype
@@ -142,15 +155,16 @@ def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: t
 
 
 @triton.jit
-def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, M, sg_n, sg_h, sdg_n, sdg_h, D: tl.constexpr,
-                              GH: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):  # fmt: skip
+def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, y, M, sg_n, sg_h, sdg_n, sdg_h,
+                              D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+                              STORE_Y: tl.constexpr, H_DTYPE: tl.constexpr):  # fmt: skip
     i_p = tl.program_id(0)
     o_m = i_p * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
     p = o_m.to(tl.int64)[:, None] * D + o_d[None, :]
     b_x = tl.load(x + p, mask=m, other=0).to(tl.float32)
-    b_g = tl.load(gate + _gate_offsets(o_m, o_d, GH, sg_n, sg_h), mask=m, other=0).to(tl.float32)
+    b_g = tl.load(gate + _row_offsets(o_m, o_d, GH, sg_n, sg_h), mask=m, other=0).to(tl.float32)
     b_dy = tl.load(dy + p, mask=m, other=0).to(tl.float32)
     b_w = tl.load(weight + o_d, mask=o_d < D, other=0).to(tl.float32)
     b_r = tl.load(rstd + o_m, mask=o_m < M, other=0)
@@ -160,11 +174,17 @@ def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, M, sg_n,
     b_h = b_n * b_w[None, :]
     b_dh = b_dy * b_s
     b_dg = b_dy * b_h * b_sg * (1 + b_g * (1 - b_sg))
-    tl.store(dgate + _gate_offsets(o_m, o_d, GH, sdg_n, sdg_h), b_dg.to(dgate.dtype.element_ty), mask=m)
+    tl.store(dgate + _row_offsets(o_m, o_d, GH, sdg_n, sdg_h), b_dg.to(dgate.dtype.element_ty), mask=m)
     tl.store(dw + i_p * D + o_d, tl.sum(b_dh * b_n, 0), mask=o_d < D)
     b_dn = b_dh * b_w[None, :]
     b_dx = b_r[:, None] * (b_dn - b_n * (tl.sum(b_dn * b_n, 1) / D)[:, None])
     tl.store(dx + p, b_dx.to(dx.dtype.element_ty), mask=m)
+    if STORE_Y:
+        # the forward's output again, with the forward kernel's roundings (bit-identical): the weight gradient of
+        # the output projection reads it, and keeping it from the forward would cost a y-sized activation
+        b_nr = b_n.to(x.dtype.element_ty)
+        b_hr = (tl.load(weight + o_d, mask=o_d < D, other=0)[None, :].to(H_DTYPE) * b_nr.to(H_DTYPE)).to(tl.float32)
+        tl.store(y + p, (b_hr * b_g * b_sg).to(y.dtype.element_ty), mask=m)
 
 
 _TL = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
@@ -197,9 +217,10 @@ def gated_rms_norm_fwd(x2: torch.Tensor, g3: torch.Tensor, weight: torch.Tensor,
     return y, rstd
 
 
-def gated_rms_norm_bwd(x2, g3, weight, rstd, dy2, dgate3=None):
+def gated_rms_norm_bwd(x2, g3, weight, rstd, dy2, dgate3=None, y_out=None):
     """(dx [M, D], dgate, dweight) for the forward's x2, g3, rstd and dy2 [M, D] (contiguous). dgate: written into
-    ``dgate3`` (laid out as g3: [M / GH, GH, D], unit stride over D) when given, else a new contiguous [M, D]."""
+    ``dgate3`` (laid out as g3: [M / GH, GH, D], unit stride over D) when given, else a new contiguous [M, D].
+    With ``y_out`` ([M, D] contiguous) the forward's output is recomputed into it, bit-identical to the forward's."""
     M, D = x2.shape
     GH = g3.shape[1]
     BD, BM = _rows(D)
@@ -209,8 +230,9 @@ def gated_rms_norm_bwd(x2, g3, weight, rstd, dy2, dgate3=None):
     sdg_n, sdg_h = (GH * D, D) if dgate3 is None else (dgate3.stride(0), dgate3.stride(1))
     dw = torch.empty(n_prog, D, dtype=torch.float32, device=x2.device)
     gated_rms_norm_bwd_kernel[(n_prog,)](
-        x2, g3, weight.contiguous(), rstd, dy2, dx, dgate, dw, M, g3.stride(0), g3.stride(1), sdg_n, sdg_h, D=D,
-        GH=GH, BM=BM, BD=BD,
+        x2, g3, weight.contiguous(), rstd, dy2, dx, dgate, dw, dx if y_out is None else y_out, M, g3.stride(0),
+        g3.stride(1), sdg_n, sdg_h, D=D, GH=GH, BM=BM, BD=BD, STORE_Y=y_out is not None,
+        H_DTYPE=_TL[torch.promote_types(weight.dtype, x2.dtype)],
     )  # fmt: skip
     return dx, dgate, dw.sum(0).to(weight.dtype)
 

@@ -263,6 +263,40 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
         assert torch.equal(a, b), (name, rel_rms(a, b))
 
 
+@pytest.mark.parametrize(
+    "B,T,dims", [(1, 2048, (15, 15, 96, 192)), (2, 257, (4, 8, 12, 24))], ids=["olmo-tp2", "small"]
+)
+def test_gdn_mixer_out_projection_bf16(B, T, dims):
+    """The output projection's GEMM inside the fused Function (y recomputed in the backward by the gated norm's
+    kernel) against the fused mixer followed by the same matmul under autograd (which keeps y): the same output;
+    gradients equal up to the GEMMs' accumulation order (autograd forms the weight gradient as (y^T dout)^T)."""
+    from megatron_hybrid.ops import gdn_mixer
+
+    H, HV, K, V = dims
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    width, d = 2 * H * K + 2 * HV * V, 512
+    projected = torch.randn(T, B, width, device="cuda", generator=gen).to(torch.bfloat16).transpose(0, 1)
+    conv_w = (0.5 * torch.randn(2 * H * K + HV * V, 4, device="cuda", generator=gen)).to(torch.bfloat16)
+    g = -torch.rand(B, T, HV, device="cuda", generator=gen)
+    beta = torch.rand(B, T, HV, device="cuda", generator=gen).to(torch.bfloat16)
+    norm_w = (1 + 0.1 * torch.randn(V, device="cuda", generator=gen)).to(torch.bfloat16)
+    out_w = (torch.randn(d, HV * V, device="cuda", generator=gen) / (HV * V) ** 0.5).to(torch.bfloat16)
+    dout = torch.randn(B, T, d, device="cuda", generator=gen).to(torch.bfloat16)
+    results = []
+    for inside in (True, False):
+        leaves = [x.detach().clone().requires_grad_() for x in (projected, conv_w, g, beta, norm_w, out_w)]
+        mixer_in, w = leaves[:5], leaves[5]
+        if inside:
+            out = gdn_mixer(*mixer_in, dims, scale=K**-0.5, norm_eps=1e-5, out_weight=w)
+        else:
+            out = torch.matmul(gdn_mixer(*mixer_in, dims, scale=K**-0.5, norm_eps=1e-5), w.t())
+        out.backward(dout)
+        results.append([out.detach()] + [x.grad for x in leaves])
+    assert torch.equal(results[0][0], results[1][0])
+    for name, a, b in zip(("projected", "conv_w", "g", "beta", "norm_w", "out_w"), results[0][1:], results[1][1:]):
+        assert rel_rms(a, b) <= 2e-3, (name, rel_rms(a, b))
+
+
 def test_rms_norm_bf16():
     """The fused RMSNorm (the block and QK norms) against fp64, and against the torch ops it replaces in bf16."""
     from megatron_hybrid.ops import rms_norm

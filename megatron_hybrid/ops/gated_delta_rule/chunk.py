@@ -3,8 +3,9 @@
 Forward:  wy (cumsum g, T = (I + A)^-1, w, u)  ->  chunk_h (h per chunk, v_new, final state)  ->  chunk_o (o)
 Backward: wy (w again from the kept T)  ->  chunk_h backward (dh per chunk, dv2 with the intra-chunk part fused in,
           dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)  ->  wy backward (dk, dv, dbeta, dg).
-Kept between forward and backward: g's chunk-local cumsum, T (fp32, [B, T, HV, 64]), and by default the per-chunk
-states h ([NT, HV, K, V]) and v_new ([B, T, HV, V]), both in the input dtype, exactly as the forward computed them.
+Kept between forward and backward: g's chunk-local cumsum, T ([B, T, HV, 64], fp16 for 16-bit inputs, see wy.py),
+and by default the per-chunk states h ([NT, HV, K, V]) and v_new ([B, T, HV, V]), both in the input dtype, exactly as
+the forward computed them.
 With keep_states=False (the model layer's choice) or MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) h and
 v_new are not kept and the backward recomputes them (wy for u, then a second sequential state pass): less activation
 memory (h is K*V/64 per token and head, 141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB), one more
@@ -77,8 +78,11 @@ def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_fi
     return o, gcum, Ai, final_state, h, v_new
 
 
-def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None):
-    """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values)."""
+def chunk_gated_delta_rule_bwd(
+    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None
+):
+    """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values).
+    v may be a token-strided slice (``utils.token_stride``); dv goes into ``dv_out`` when given (same rule)."""
     if h is None:
         _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
         h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
@@ -92,7 +96,7 @@ def chunk_gated_delta_rule_bwd(q, k, v, beta, gcum, Ai, scale, initial_state, do
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
     del h, dh, v_new
-    dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
+    dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=dv_out)
     B, T, H, K = q.shape
     HV = v.shape[2]
     if HV != H:

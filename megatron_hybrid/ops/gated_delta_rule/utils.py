@@ -114,3 +114,14 @@ def chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV: tl.constexpr, BT: 
         eos = bos + T
         i_nt = (i_b * tl.cdiv(T, BT) + i_t).to(tl.int64)
     return i_c, bos, eos, i_nt
+
+
+def token_stride(x, name: str) -> int:
+    """The element stride s between consecutive tokens of a [B, T, H, D] tensor with strides (T * s, s, D, 1) (any
+    batch stride when B = 1): token t of batch b then starts at (b * T + t) * s, as the kernels address it. A
+    contiguous tensor has s = H * D; a head-aligned column slice of a wider contiguous [B, T, C] tensor has s = C."""
+    B, T, H, D = x.shape
+    ok = x.stride(3) == 1 and x.stride(2) == D and (B == 1 or x.stride(0) == T * x.stride(1)) and x.stride(1) >= H * D
+    if not ok:
+        raise ValueError(f"{name} must have packed heads and mergeable batch/time strides, got strides {x.stride()}")
+    return x.stride(1)

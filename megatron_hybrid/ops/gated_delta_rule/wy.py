@@ -4,8 +4,12 @@ Forward, one program per (chunk, value head), BT = 64:
     G = cumsum(g) within the chunk;  A_ij = beta_i (k_i . k_j) exp(G_i - G_j) for i > j;  T = (I + A)^-1
     w = T (beta exp(G) k),  u = T (beta v)
 The unit-lower-triangular inverse: the four 16x16 diagonal blocks by forward substitution (15 steps, the four
-chains interleaved), then the blocks below them by block substitution with 16x16 fp32 dots. T is kept (fp32) for
-the backward.
+chains interleaved), then the blocks below them by block substitution with 16x16 fp32 dots. T is kept for the
+backward: fp32 for fp32 inputs; fp16 for 16-bit inputs (``wy_inverse_dtype``), which halves it (30 MiB per layer call
+at the Olmo shape, T=8192, H=30) and loses nothing the products with it keep: its entries lie in [-2, 2] (T is built
+from the chunk's reflections I - beta k k^T, beta in [0, 2], unit k, and decays <= 1), fp16's 11 significant bits are
+more than the tf32 operands of those products carry, and forward and backward both multiply by the same rounded T.
+The solve itself reads A from an fp32 work buffer.
 
 Backward (``chunk_wy_bwd``), given dw (input dtype, read as fp32) and du = dv2:
     dv = beta (T^T du);  dT = dw Xw^T + du Xu^T;  dA = -T^T dT T^T (strict lower);  then dk, dbeta, dG, and
@@ -18,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
+from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block, token_stride
 
 
 @triton.jit
@@ -35,26 +39,29 @@ def _load_tile(p_base, i_a, i_b, o_i, Tc, S: tl.constexpr):
 @triton.jit
 def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
     m = ((i_a * 16 + o_i) < Tc)[:, None] & ((i_b * 16 + o_i) < Tc)[None, :]
-    tl.store(p_base + (i_a * 16 + o_i)[:, None] * S + (i_b * 16 + o_i)[None, :], b_X, mask=m)
+    p = p_base + (i_a * 16 + o_i)[:, None] * S + (i_b * 16 + o_i)[None, :]
+    tl.store(p, b_X.to(p_base.dtype.element_ty), mask=m)
 
 
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "SOLVE", "STORE_U"],
 )
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "SV"])
 def chunk_wy_fwd_kernel(
     k,
     v,
     g,
     beta,
     gcum,
+    Awork,
     Ai,
     w,
     u,
     cu_seqlens,
     chunk_indices,
     T,
+    SV,
     H: tl.constexpr,
     HV: tl.constexpr,
     K: tl.constexpr,
@@ -77,10 +84,10 @@ def chunk_wy_fwd_kernel(
     m_tt = m_t[:, None] & m_t[None, :]
 
     p_k = k + (t0 * H + i_h) * K
-    p_v = v + (t0 * HV + i_hv) * V
+    p_v = v + t0 * SV + i_hv * V  # v's token stride SV: a slice of the conv output is read in place
     p_w = w + (t0 * HV + i_hv) * K
     p_u = u + (t0 * HV + i_hv) * V
-    p_A = Ai + (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
+    o_A = (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
     b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
     if SOLVE:
         b_g = tl.load(g + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
@@ -93,13 +100,13 @@ def chunk_wy_fwd_kernel(
             b_A += tl.dot(b_k, tl.trans(b_k))
         m_A = (o_t[:, None] > o_t[None, :]) & m_tt
         b_A = b_A * b_beta[:, None] * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))
-        tl.store(p_A, b_A, mask=m_t[:, None])
+        tl.store(Awork + o_A, b_A, mask=m_t[:, None])
         tl.debug_barrier()
         # the four 16x16 diagonal blocks by forward substitution, interleaved so that their chains overlap;
         # row r of each block is read back from memory (L1) rather than extracted from registers
         o_i = tl.arange(0, 16)
         S = HV * BT
-        p_A0 = Ai + (t0 * HV + i_hv) * BT
+        p_A0 = Awork + (t0 * HV + i_hv) * BT
         b_T0 = tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)
         b_T1 = b_T0
         b_T2 = b_T0
@@ -128,21 +135,24 @@ def chunk_wy_fwd_kernel(
         b_T31 = -_dot32(b_T3, _dot32(b_A31, b_T1) + _dot32(b_A32, b_T21))
         b_T30 = -_dot32(b_T3, _dot32(b_A30, b_T0) + _dot32(b_A31, b_T10) + _dot32(b_A32, b_T20))
         tl.debug_barrier()
-        _store_tile(p_A0, b_T0, 0, 0, o_i, Tc, S)
-        _store_tile(p_A0, b_T1, 1, 1, o_i, Tc, S)
-        _store_tile(p_A0, b_T2, 2, 2, o_i, Tc, S)
-        _store_tile(p_A0, b_T3, 3, 3, o_i, Tc, S)
-        _store_tile(p_A0, b_T10, 1, 0, o_i, Tc, S)
-        _store_tile(p_A0, b_T20, 2, 0, o_i, Tc, S)
-        _store_tile(p_A0, b_T21, 2, 1, o_i, Tc, S)
-        _store_tile(p_A0, b_T30, 3, 0, o_i, Tc, S)
-        _store_tile(p_A0, b_T31, 3, 1, o_i, Tc, S)
-        _store_tile(p_A0, b_T32, 3, 2, o_i, Tc, S)
+        p_T0 = Ai + (t0 * HV + i_hv) * BT
+        _store_tile(p_T0, b_T0, 0, 0, o_i, Tc, S)
+        _store_tile(p_T0, b_T1, 1, 1, o_i, Tc, S)
+        _store_tile(p_T0, b_T2, 2, 2, o_i, Tc, S)
+        _store_tile(p_T0, b_T3, 3, 3, o_i, Tc, S)
+        _store_tile(p_T0, b_T10, 1, 0, o_i, Tc, S)
+        _store_tile(p_T0, b_T20, 2, 0, o_i, Tc, S)
+        _store_tile(p_T0, b_T21, 2, 1, o_i, Tc, S)
+        _store_tile(p_T0, b_T30, 3, 0, o_i, Tc, S)
+        _store_tile(p_T0, b_T31, 3, 1, o_i, Tc, S)
+        _store_tile(p_T0, b_T32, 3, 2, o_i, Tc, S)
         tl.debug_barrier()
-        b_T = tl.load(p_A, mask=m_tt, other=0.0)
     else:
         b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
-        b_T = tl.load(p_A, mask=m_tt, other=0.0)
+    # T as stored (rounded to the stored dtype), so that the backward's recompute of w multiplies by the same T; only
+    # its lower triangle is ever written
+    m_low = m_tt & (o_t[:, None] >= o_t[None, :])
+    b_T = tl.load(Ai + o_A, mask=m_low, other=0.0).to(tl.float32)
 
     b_gb = b_beta * tl.exp(b_G)
     for i_k in range(tl.cdiv(K, BK)):
@@ -155,29 +165,38 @@ def chunk_wy_fwd_kernel(
         for i_v in range(tl.cdiv(V, BV)):
             o_v = i_v * BV + tl.arange(0, BV)
             m_v = m_t[:, None] & (o_v < V)[None, :]
-            b_v = tl.load(p_v + o_t[:, None] * (HV * V) + o_v[None, :], mask=m_v, other=0).to(tl.float32)
+            b_v = tl.load(p_v + o_t[:, None] * SV + o_v[None, :], mask=m_v, other=0).to(tl.float32)
             b_u = tl.dot(b_T, b_v * b_beta[:, None])
             tl.store(p_u + o_t[:, None] * (HV * V) + o_v[None, :], b_u.to(u.dtype.element_ty), mask=m_v)
 
 
+def wy_inverse_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The stored WY inverse T: fp32 for fp32 inputs, else fp16 (entries in [-2, 2]; see the module docstring)."""
+    return torch.float32 if dtype == torch.float32 else torch.float16
+
+
 def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
-    """Returns (gcum fp32 [B,T,HV], Ai fp32 [B,T,HV,BT], w [B,T,HV,K], u [B,T,HV,V] or None if not need_u).
+    """Returns (gcum fp32 [B,T,HV], Ai [B,T,HV,BT] (``wy_inverse_dtype``), w [B,T,HV,K], u [B,T,HV,V] or None if not
+    need_u).
 
     With gcum and Ai given (the backward), the solve is skipped and only w (and u if need_u) are recomputed.
     """
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
     solve = Ai is None
+    Awork = Ai
     if solve:
         gcum = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
-        Ai = torch.empty(B, T, HV, CHUNK, dtype=torch.float32, device=k.device)
+        Ai = torch.empty(B, T, HV, CHUNK, dtype=wy_inverse_dtype(k.dtype), device=k.device)
+        # A in fp32 for the solve (the kernel reads its rows back); a transient when T is stored in 16 bits
+        Awork = Ai if Ai.dtype == torch.float32 else torch.empty(B, T, HV, CHUNK, dtype=torch.float32, device=k.device)
     w = torch.empty(B, T, HV, K, dtype=k.dtype, device=k.device)
     u = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device) if need_u else None
     BK = pick_block(K, 64)
     BV = pick_block(V, 128 if is_interpret() else 64)
     chunk_wy_fwd_kernel[(meta["NT"], B * HV)](
-        k, v, g, beta, gcum, Ai, w, w if u is None else u, meta["cu_seqlens"], meta["chunk_indices"], T,
-        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, SOLVE=solve, STORE_U=need_u,
+        k, v, g, beta, gcum, Awork, Ai, w, w if u is None else u, meta["cu_seqlens"], meta["chunk_indices"], T,
+        token_stride(v, "v"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, SOLVE=solve, STORE_U=need_u,
         IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return gcum, Ai, w, u
@@ -192,7 +211,7 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
     configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
 )
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "SV", "SDV"])
 def chunk_wy_bwd_kernel(
     k,
     v,
@@ -211,6 +230,8 @@ def chunk_wy_bwd_kernel(
     chunk_indices,
     T,
     TOT,
+    SV,
+    SDV,
     H: tl.constexpr,
     HV: tl.constexpr,
     K: tl.constexpr,
@@ -236,8 +257,11 @@ def chunk_wy_bwd_kernel(
     # T and T^T both loaded from memory: never tl.trans a register tensor into the first operand of tl.dot (Triton 3.6
     # on Hopper miscompiles it)
     p_T = Ai + (t0 * HV + i_hv) * BT
-    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_tt, other=0.0)
-    b_TT = tl.load(p_T + o_t[None, :] * (HV * BT) + o_t[:, None], mask=m_tt, other=0.0)
+    # (only T's lower triangle is stored)
+    m_low = m_tt & (o_t[:, None] >= o_t[None, :])
+    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_low, other=0.0).to(tl.float32)
+    m_up = m_tt & (o_t[None, :] >= o_t[:, None])
+    b_TT = tl.load(p_T + o_t[None, :] * (HV * BT) + o_t[:, None], mask=m_up, other=0.0).to(tl.float32)
     b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
     b_gb = b_beta * b_eG
     b_dT = tl.zeros([BT, BT], dtype=tl.float32)
@@ -252,11 +276,13 @@ def chunk_wy_bwd_kernel(
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
-        b_v = tl.load(v + o_tv, mask=m_tv, other=0).to(tl.float32)
+        # v and dv at their own token strides (SV, SDV): slices of the conv's output and of its input gradient
+        b_v = tl.load(v + t0 * SV + i_hv * V + o_t[:, None] * SV + o_v[None, :], mask=m_tv, other=0).to(tl.float32)
         b_du = tl.load(dv2 + o_tv, mask=m_tv, other=0).to(tl.float32)
         b_dT += tl.dot(b_du, tl.trans(b_v * b_beta[:, None]))
         b_dXu = tl.dot(b_TT, b_du)
-        tl.store(dv + o_tv, (b_dXu * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)
+        o_dv = t0 * SDV + i_hv * V + o_t[:, None] * SDV + o_v[None, :]
+        tl.store(dv + o_dv, (b_dXu * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)
         b_db += tl.sum(b_dXu * b_v, 1)
     # w = T (beta exp(G) k): dT += dw Xw^T; and k k^T for A
     for i_k in range(NK):
@@ -301,8 +327,9 @@ def chunk_wy_bwd_kernel(
     tl.store(dbeta + t0 * HV + i_hv + o_t * HV, b_db.to(dbeta.dtype.element_ty), mask=m_t)
 
 
-def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta):
-    """Returns dk ([B, T, HV, K]), dv, dbeta (fp32), dg (fp32)."""
+def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None):
+    """Returns dk ([B, T, HV, K]), dv, dbeta (fp32), dg (fp32). dv is written into ``dv_out`` when given (shaped as v,
+    any token stride; e.g. a slice of the conv input's gradient), else into a new contiguous tensor."""
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
     BK = pick_block(K, 64)
@@ -310,7 +337,7 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta):
     assert dgp.shape[0] == NK
     BV = pick_block(V, 128 if is_interpret() else 64)
     dk = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else k.dtype, device=k.device)
-    dv = torch.empty_like(v)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device) if dv_out is None else dv_out
     dbeta = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     dg = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     grid = (meta["NT"], B * HV)
@@ -322,7 +349,8 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta):
         launch, launch_options = chunk_wy_bwd_kernel.fn[grid], {"num_warps": 4, "num_stages": 1}
     launch(
         k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk, dv, dbeta, dg, meta["cu_seqlens"], meta["chunk_indices"],
-        T, B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, NK=NK, IS_VARLEN=meta["cu_seqlens"] is not None,
+        T, B * T * HV, token_stride(v, "v"), token_stride(dv, "dv"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV,
+        NK=NK, IS_VARLEN=meta["cu_seqlens"] is not None,
         **launch_options,
     )  # fmt: skip
     return dk, dv, dbeta, dg

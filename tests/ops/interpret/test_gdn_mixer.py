@@ -72,12 +72,14 @@ def test_fused_mixer_varlen_equals_composed_ops():
         assert rel(a, b) < 1e-5
 
 
-def test_fused_mixer_keeps_no_recurrent_inputs():
-    """What the Function saves for the backward: the projection (an input), the conv and norm weights, beta, the
-    delta rule's output and its small per-token tensors; not q, k or v."""
+@pytest.mark.parametrize("with_out_proj", [False, True], ids=["mixer", "mixer+out-proj"])
+def test_fused_mixer_keeps_no_recurrent_inputs(with_out_proj):
+    """What the Function saves for the backward: the projection (an input), the conv, norm (and output projection)
+    weights, beta, the delta rule's output and its small per-token tensors; not q, k or v, nor y."""
     B, T, dims = 1, 64, (2, 2, 16, 32)
     H, HV, K, V = dims
     projected, conv_w, g, beta, norm_w = (x.requires_grad_(True) for x in make(B, T, dims))
+    out_w = torch.randn(24, HV * V, requires_grad=True) if with_out_proj else None
     saved = []
 
     def pack(t):
@@ -85,12 +87,36 @@ def test_fused_mixer_keeps_no_recurrent_inputs():
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, dims, K**-0.5, 1e-5, None)
-    inputs = {x.untyped_storage().data_ptr() for x in (projected, conv_w, beta, norm_w)}
-    new = [t for t in saved if t.untyped_storage().data_ptr() not in inputs]
+        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, out_w, dims, K**-0.5, 1e-5, None)
+    inputs = {x.untyped_storage().data_ptr() for x in (projected, conv_w, beta, norm_w, out_w) if x is not None}
+    new = [t for t in saved if t is not None and t.untyped_storage().data_ptr() not in inputs]
     per_token_values = sum(t.numel() for t in new) / (B * T)
-    # o (HV*V), the WY inverse (HV*64, fp32), the cumulative decay (HV) and the norm's rstd (HV)
+    # o (HV*V), the WY inverse (HV*64, fp32), the cumulative decay (HV) and the norm's rstd (HV); with the output
+    # projection inside, not its input y (recomputed in the backward)
     assert per_token_values == HV * V + HV * 64 + HV + HV
+
+
+@pytest.mark.parametrize("B,T,dims", [(1, 37, (2, 2, 16, 32)), (2, 70, (2, 4, 16, 32))], ids=["B1", "B2-gqa"])
+def test_fused_out_projection_equals_mixer_then_linear(B, T, dims):
+    """With the output projection's weight the Function returns y W^T and recomputes y in the backward: outputs and
+    all gradients (the weight's included) equal the composed ops followed by the same matmul."""
+    d = 40
+    inputs = make(B, T, dims, seed=5) + [torch.randn(d, dims[1] * dims[3], generator=torch.Generator().manual_seed(6))]
+    grad_out = torch.randn(B, T, d, generator=torch.Generator().manual_seed(7))
+
+    def run_with_out(fused):
+        leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+        *mixer_in, out_w = leaves
+        out = gdn_mixer(*mixer_in, dims, scale=dims[2] ** -0.5, norm_eps=1e-5, fused=fused, out_weight=out_w)
+        out.backward(grad_out)
+        return out.detach(), [x.grad for x in leaves]
+
+    out_f, grads_f = run_with_out(True)
+    out_c, grads_c = run_with_out(False)
+    assert out_f.shape == (B, T, d)
+    assert rel(out_f, out_c) < 1e-6
+    for name, a, b in zip(("projected", "conv_w", "g", "beta", "norm_w", "out_w"), grads_f, grads_c):
+        assert rel(a, b) < 1e-5, name
 
 
 def test_fused_mixer_names_a_wrong_width():
@@ -98,3 +124,5 @@ def test_fused_mixer_names_a_wrong_width():
     projected, conv_w, g, beta, norm_w = make(1, 8, dims)
     with pytest.raises(ValueError, match="projected must be"):
         gdn_mixer(projected[..., 1:], conv_w, g, beta, norm_w, dims, scale=0.25, norm_eps=1e-5)
+    with pytest.raises(ValueError, match="out_weight must be"):
+        gdn_mixer(projected, conv_w, g, beta, norm_w, dims, scale=0.25, norm_eps=1e-5, out_weight=torch.ones(4, 63))
