@@ -38,15 +38,18 @@ from .norms import (
 
 
 def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
-    """(q, k normalised [B, T, H, K] contiguous, their rstds, v [B, T, HV, V]) from the conv's input. The L2 norm
-    reads q and k, and the delta rule v, as column slices of the conv output: no copies."""
+    """(q, k normalised [B, T, H, K], their rstds, v [B, T, HV, V]; all contiguous) from the conv's input.
+
+    The depthwise conv runs as two launches, [q k] and v (the same values as one): the L2 norms read q and k as
+    column slices of the first output, which is freed once they are normalised, and v needs no copy."""
     H, HV, K, V = dims
     B, T, _ = qkv_in.shape
-    qkv = _conv1d_fwd(qkv_in, conv_weight, True, *bounds)  # [B, T, C] contiguous
-    q, k, v = qkv.split([H * K, H * K, HV * V], dim=-1)
-    q, q_rstd = l2norm_fwd(q.view(B * T, H, K), L2NORM_EPS)
-    k, k_rstd = l2norm_fwd(k.view(B * T, H, K), L2NORM_EPS)
-    return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.unflatten(-1, (HV, V))
+    QK = 2 * H * K
+    qk = _conv1d_fwd(qkv_in[..., :QK], conv_weight[:QK], True, *bounds)  # [B, T, 2*H*K]
+    v = _conv1d_fwd(qkv_in[..., QK:], conv_weight[QK:], True, *bounds)  # [B, T, HV*V]
+    q, q_rstd = l2norm_fwd(qk[..., : H * K].view(B * T, H, K), L2NORM_EPS)
+    k, k_rstd = l2norm_fwd(qk[..., H * K :].view(B * T, H, K), L2NORM_EPS)
+    return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.view(B, T, HV, V)
 
 
 class GDNMixerFunction(torch.autograd.Function):
@@ -95,15 +98,20 @@ class GDNMixerFunction(torch.autograd.Function):
         if dz3 is None:
             dz.copy_(dgate.view(dz.shape))
         q, k, q_rstd, k_rstd, v = _recurrent_inputs(projected[..., :C], conv_weight, (tok_bos, tok_eos), ctx.dims)
-        # the conv output's gradient, written in place by the wy backward (dv) and the L2 norms' backward (dq, dk)
-        dqkv = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
-        dq_in, dk_in, dv_in = dqkv.split([H * K, H * K, HV * V], dim=-1)
+        # the conv output's gradient, written in place by the wy backward (dv) and the L2 norms' backward (dq, dk);
+        # allocated when the wy backward starts, after the delta rule's per-chunk states are freed
+        dqkv = []
+
+        def dv_in_conv_grad():
+            dqkv.append(torch.empty(B, T, C, dtype=projected.dtype, device=projected.device))
+            return dqkv[0][..., 2 * H * K :].unflatten(-1, (HV, V))
+
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
-            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta,
-            dv_out=dv_in.unflatten(-1, (HV, V)),
-        )  # fmt: skip
-        l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K), dq_in.view(B * T, H, K))
-        l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K), dk_in.view(B * T, H, K))
+            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad
+        )
+        dqkv = dqkv[0]
+        l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K), dqkv[..., : H * K].view(B * T, H, K))
+        l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K), dqkv[..., H * K : 2 * H * K].view(B * T, H, K))
         del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]

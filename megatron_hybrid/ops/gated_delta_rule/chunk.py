@@ -82,7 +82,9 @@ def chunk_gated_delta_rule_bwd(
     q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None
 ):
     """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values).
-    v may be a token-strided slice (``utils.token_stride``); dv goes into ``dv_out`` when given (same rule)."""
+    v may be a token-strided slice (``utils.token_stride``). dv goes into ``dv_out`` when given (same rule), or into
+    what ``dv_out()`` returns when it is a callable: called once, right before the wy backward, after the per-chunk
+    states are freed (so a caller's larger gradient buffer does not coexist with them)."""
     if h is None:
         _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
         h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
@@ -96,6 +98,8 @@ def chunk_gated_delta_rule_bwd(
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
     del h, dh, v_new
+    if callable(dv_out):
+        dv_out = dv_out()
     dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=dv_out)
     B, T, H, K = q.shape
     HV = v.shape[2]

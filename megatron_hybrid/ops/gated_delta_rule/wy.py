@@ -146,11 +146,19 @@ def chunk_wy_fwd_kernel(
         _store_tile(p_T0, b_T30, 3, 0, o_i, Tc, S)
         _store_tile(p_T0, b_T31, 3, 1, o_i, Tc, S)
         _store_tile(p_T0, b_T32, 3, 2, o_i, Tc, S)
+        # zeros above the diagonal blocks: the stored T is fully defined (the loads mask to the triangle anyway)
+        b_zero = tl.zeros([16, 16], dtype=tl.float32)
+        _store_tile(p_T0, b_zero, 0, 1, o_i, Tc, S)
+        _store_tile(p_T0, b_zero, 0, 2, o_i, Tc, S)
+        _store_tile(p_T0, b_zero, 0, 3, o_i, Tc, S)
+        _store_tile(p_T0, b_zero, 1, 2, o_i, Tc, S)
+        _store_tile(p_T0, b_zero, 1, 3, o_i, Tc, S)
+        _store_tile(p_T0, b_zero, 2, 3, o_i, Tc, S)
         tl.debug_barrier()
     else:
         b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
-    # T as stored (rounded to the stored dtype), so that the backward's recompute of w multiplies by the same T; only
-    # its lower triangle is ever written
+    # T as stored (rounded to the stored dtype), so that the backward's recompute of w multiplies by the same T; loaded
+    # as its lower triangle (the upper is zero)
     m_low = m_tt & (o_t[:, None] >= o_t[None, :])
     b_T = tl.load(Ai + o_A, mask=m_low, other=0.0).to(tl.float32)
 
@@ -257,7 +265,7 @@ def chunk_wy_bwd_kernel(
     # T and T^T both loaded from memory: never tl.trans a register tensor into the first operand of tl.dot (Triton 3.6
     # on Hopper miscompiles it)
     p_T = Ai + (t0 * HV + i_hv) * BT
-    # (only T's lower triangle is stored)
+    # T's lower triangle (the upper is zero)
     m_low = m_tt & (o_t[:, None] >= o_t[None, :])
     b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_low, other=0.0).to(tl.float32)
     m_up = m_tt & (o_t[None, :] >= o_t[:, None])
