@@ -3,7 +3,9 @@ and its outputs are compared bit for bit (a race shows as a nonzero max |diff|).
 
     python bench/gdn_determinism.py [--reps 4] [--out bench/results]
 
-Shapes: the Olmo TP=2 slice (15 heads, T=2048), a 2-head sequence and the full Olmo shape (30 heads, T=8192). On
+Shapes: the Olmo TP=2 slice (15 heads, T=2048), a 2-head sequence, the full Olmo shape (30 heads, T=8192), and two
+of the GPU tests' shapes (K = V = 256 with a 9-token tail chunk; K=192, V=96), with an initial state and a
+final-state gradient. On
 2026-11-26 this found the pipelined wy backward's race (dbeta, dg; fixed with num_stages=1 in ``wy.py``); the other
 stages were bit-identical. Writes ``gdn_determinism.{json,md}``.
 """
@@ -27,15 +29,21 @@ from megatron_hybrid.ops.gated_delta_rule.chunk_h import chunk_bwd_dh, chunk_fwd
 from megatron_hybrid.ops.gated_delta_rule.wy import chunk_wy_bwd, chunk_wy_fwd  # noqa: E402
 from megatron_hybrid.ops.norms import l2norm  # noqa: E402
 
-SHAPES = [(1, 2048, 15, 15, 96, 192), (1, 1100, 2, 2, 96, 192), (1, 8192, 30, 30, 96, 192)]
+SHAPES = [
+    (1, 2048, 15, 15, 96, 192),
+    (1, 1100, 2, 2, 96, 192),
+    (1, 8192, 30, 30, 96, 192),
+    (1, 777, 1, 2, 256, 256),  # the GPU tests' widest heads, grouped values, a 9-token tail chunk
+    (2, 63, 2, 2, 192, 96),
+]
 STAGES = ("gcum", "Ai", "w", "u", "h", "v_new", "dv2", "dh", "dq", "dk_part", "dw", "dgp", "dk", "dv", "dbeta", "dg")
 
 
-def stages_once(q, k, v, g, beta, do, meta) -> tuple[torch.Tensor, ...]:
+def stages_once(q, k, v, g, beta, do, h0, dht, meta) -> tuple[torch.Tensor, ...]:
     K = q.shape[-1]
     gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
-    h, v_new, _ = chunk_fwd_h(k, w, u, gcum, None, False, meta)
-    dv2, dh, _ = chunk_bwd_dh(q, k, w, gcum, do, None, None, K**-0.5, meta)
+    h, v_new, _ = chunk_fwd_h(k, w, u, gcum, h0, False, meta)
+    dv2, dh, _ = chunk_bwd_dh(q, k, w, gcum, do, dht, h0, K**-0.5, meta)
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)
     dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
     return gcum, Ai, w, u, h, v_new, dv2, dh, dq, dk_part, dw, dgp, dk, dv, dbeta, dg
@@ -59,7 +67,8 @@ def main() -> None:
         beta = torch.rand(B, T, HV, device="cuda", generator=gen).bfloat16()
         meta = C._meta(B, T, None)
         C._split_plan(meta, q, v)
-        runs = [[x.clone() for x in stages_once(q, k, v, g, beta, do, meta)] for _ in range(args.reps)]
+        h0, dht = rnd(B, HV, K, V), rnd(B, HV, K, V)  # an initial state and a final-state gradient, as the tests use
+        runs = [[x.clone() for x in stages_once(q, k, v, g, beta, do, h0, dht, meta)] for _ in range(args.reps)]
         row = {"shape": f"B={B} T={T} H={H} HV={HV} K={K} V={V}"}
         for i, name in enumerate(STAGES):
             row[name] = max((r[i].float() - runs[0][i].float()).abs().max().item() for r in runs[1:])
