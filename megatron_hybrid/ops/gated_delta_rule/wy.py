@@ -38,7 +38,8 @@ def _load_tile(p_base, i_a, i_b, o_i, Tc, S: tl.constexpr):
 
 @triton.jit
 def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
-    m = ((i_a * 16 + o_i) < Tc)[:, None] & ((i_b * 16 + o_i) < Tc)[None, :]
+    # rows of real tokens only, all 64 columns of them (zero past the chunk's end): T is defined wherever it is stored
+    m = ((i_a * 16 + o_i) < Tc)[:, None] & ((i_b * 16 + o_i) < 64)[None, :]
     p = p_base + (i_a * 16 + o_i)[:, None] * S + (i_b * 16 + o_i)[None, :]
     tl.store(p, b_X.to(p_base.dtype.element_ty), mask=m)
 
