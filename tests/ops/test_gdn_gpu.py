@@ -60,8 +60,11 @@ def run_and_compare(q, k, v, g, beta, s0, cu_seqlens=None, use_qk_l2norm=True):
         *refs[:5], initial_state=refs[5] if s0 is not None else None, output_final_state=True,
         cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm,
     )  # fmt: skip
-    do = torch.randn_like(o)
-    dst = torch.randn_like(st)
+    # seeded: the output and final-state gradients are part of the test's inputs (the relative dbeta error at the
+    # 777-token, K=V=256 shape ranged 2.3e-3 to 9.4e-3 over 8 draws on the H100, most of it in the short tail chunk)
+    gen = torch.Generator(device=o.device).manual_seed(1234)
+    do = torch.randn(o.shape, device=o.device, generator=gen).to(o.dtype)
+    dst = torch.randn(st.shape, device=st.device, generator=gen).to(st.dtype)
     ((o.float() * do.float()).sum() + (st * dst).sum()).backward()
     ((o_r * do.double()).sum() + (st_r * dst.double()).sum()).backward()
     errs = {"o": rel_rms(o, o_r), "state": rel_rms(st, st_r)}

@@ -48,7 +48,7 @@ def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
     configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "SOLVE", "STORE_U"],
 )
-@triton.jit(do_not_specialize=["T", "SV"])
+@triton.jit(do_not_specialize=["T"])
 def chunk_wy_fwd_kernel(
     k,
     v,
@@ -85,7 +85,9 @@ def chunk_wy_fwd_kernel(
     m_tt = m_t[:, None] & m_t[None, :]
 
     p_k = k + (t0 * H + i_h) * K
-    p_v = v + t0 * SV + i_hv * V  # v's token stride SV: a slice of the conv output is read in place
+    # v's token stride SV (a slice of a wider tensor is read in place); specialised by Triton, not do_not_specialize'd:
+    # its divisibility by 16 is what lets the v loads vectorise
+    p_v = v + t0 * SV + i_hv * V
     p_w = w + (t0 * HV + i_hv) * K
     p_u = u + (t0 * HV + i_hv) * V
     o_A = (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
@@ -220,7 +222,7 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
     configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
 )
-@triton.jit(do_not_specialize=["T", "SV", "SDV"])
+@triton.jit(do_not_specialize=["T"])
 def chunk_wy_bwd_kernel(
     k,
     v,
