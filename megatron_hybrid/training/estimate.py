@@ -9,7 +9,7 @@ it holds the embedding and, under 1F1B, the most micro-batches in flight):
   optimizer;
 * activations: per block kind, the bytes its forward keeps for the backward (``block_activation_bytes``:
   counted tensor by tensor with ``bench/activation_memory.py``; an Olmo 3 attention block comes to ~34 x h per
-  token, Korthikanti et al.'s flash-attention figure, a GDN block at the Olmo Hybrid dims to ~36 x h), averaged
+  token, Korthikanti et al.'s flash-attention figure, a GDN block at the Olmo Hybrid dims to ~37 x h), averaged
   over the pattern, times s x b, divided by TP with sequence parallelism; ``2 x s x b x h`` per layer with full
   recompute; times the micro-batches in flight on stage 0 (PP for 1F1B); plus fp32 logits.
 
@@ -55,7 +55,7 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
     fc1 output (2F values) and fc2 input (F). Attention block (``A``/``S``, post-norm): qkv input, q/k norm inputs,
     attention output, post-norm inputs (5 of width h), q, k, v and the output in attention layout, the log-sum-exp.
     GDN block (``G``, pre-norm): the two pre-norm outputs and the MLP's norm input (3h); the input projection
-    [q, k, v, z] (the conv's input and the gate); the kernel output; the WY inverse T (fp16, 64 per value head). The
+    [q, k, v, z] (the conv's input and the gate); the kernel output; the WY inverse T (fp32, 64 per value head). The
     fused mixer (``ops.gdn_mixer``, the default) recomputes the conv, the q/k norm and v in the backward instead of
     keeping them, and does the output projection's GEMM itself, recomputing its input in the backward."""
     d, ffn = model_cfg.d_model, model_cfg.ffn_hidden
@@ -68,7 +68,7 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
         vw = model_cfg.gdn_value_heads * model_cfg.gdn_v_dim  # v, z, the kernel output
         hv = model_cfg.gdn_value_heads
         small = 2 * 4 + (4 + 4 + 4 + 2) * hv  # rstds (2 block norms, out norm), g, a, b, beta
-        return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * vw + 2 * 64 * hv + small
+        return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * vw + 4 * 64 * hv + small
     raise ValueError(f"unknown block kind {kind!r} (the layer pattern's letters are G, A, S)")
 
 

@@ -126,3 +126,37 @@ def test_fused_mixer_names_a_wrong_width():
         gdn_mixer(projected[..., 1:], conv_w, g, beta, norm_w, dims, scale=0.25, norm_eps=1e-5)
     with pytest.raises(ValueError, match="out_weight must be"):
         gdn_mixer(projected, conv_w, g, beta, norm_w, dims, scale=0.25, norm_eps=1e-5, out_weight=torch.ones(4, 63))
+
+
+def test_gdn_block_fused_out_projection_equals_module_call(monkeypatch):
+    """The layer with the output projection's GEMM inside the mixer Function (the default) against the same layer
+    calling its RowParallelLinear (MEGATRON_HYBRID_GDN_FUSED_OUT_PROJ=0): the same output and parameter gradients."""
+    from megatron.core.transformer.spec_utils import build_module
+
+    from layer_specs.hybrid import gdn_layer_spec
+    from megatron_hybrid.compat.distributed import init_distributed
+    from megatron_hybrid.layers.gated_delta_net import _is_plain_row_parallel
+    from megatron_hybrid.models import presets
+
+    init_distributed()
+    cfg = presets.tiny("GGGA", gdn_num_key_heads=2, gdn_key_head_dim=16, gdn_value_head_dim=32)
+    tcfg = cfg.transformer_config(params_dtype=torch.float32, bf16=False, use_cpu_initialization=True)
+    torch.manual_seed(0)
+    block = build_module(gdn_layer_spec(), config=tcfg, layer_number=1)
+    assert _is_plain_row_parallel(block.self_attention.out_proj), "the spec's out-projection takes the fused path"
+    x = torch.randn(48, 1, cfg.d_model, generator=torch.Generator().manual_seed(2))
+    grad = torch.randn(48, 1, cfg.d_model, generator=torch.Generator().manual_seed(3))
+    results = []
+    for knob in ("1", "0"):
+        monkeypatch.setenv("MEGATRON_HYBRID_GDN_FUSED_OUT_PROJ", knob)
+        block.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        out = block(xi, attention_mask=None)[0]
+        out.backward(grad)
+        results.append((out.detach(), xi.grad, {n: p.grad.clone() for n, p in block.named_parameters()}))
+    (out_f, dx_f, grads_f), (out_m, dx_m, grads_m) = results
+    assert rel(out_f, out_m) < 1e-6
+    assert rel(dx_f, dx_m) < 1e-5
+    assert grads_f.keys() == grads_m.keys() and any("out_proj" in n for n in grads_f)
+    for name in grads_f:
+        assert rel(grads_f[name], grads_m[name]) < 1e-5, name
