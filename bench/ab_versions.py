@@ -26,44 +26,50 @@ SHAPES = {"olmo": 30, "olmo_tp2": 15}
 T, K, V = 8192, 96, 192
 
 
-def time_here() -> dict:
-    """In the child: time the op and the mixer of the package that ``import megatron_hybrid`` finds."""
+def _time_shape(H: int) -> dict:
+    """fwd+bwd medians of the op and the mixer with H heads, for the package ``import megatron_hybrid`` finds."""
     import torch
     import triton
 
-    import megatron_hybrid
     from megatron_hybrid.ops import chunk_gated_delta_rule, gdn_mixer
 
     def bench(fn, grads):
         return triton.testing.do_bench(fn, warmup=25, rep=200, grad_to_none=grads, return_mode="median")
 
+    gen = torch.Generator(device="cuda").manual_seed(0)
+
+    def rnd(*shape):
+        return torch.randn(*shape, device="cuda", generator=gen).bfloat16().requires_grad_()
+
+    q, k, v = rnd(1, T, H, K), rnd(1, T, H, K), rnd(1, T, H, V)
+    g = (-torch.rand(1, T, H, device="cuda", generator=gen)).requires_grad_()
+    beta = torch.rand(1, T, H, device="cuda", generator=gen).bfloat16().requires_grad_()
+    do = torch.randn(1, T, H, V, device="cuda", generator=gen).bfloat16()
+
+    def op_step():
+        chunk_gated_delta_rule(q, k, v, g, beta, use_qk_l2norm=True)[0].backward(do)
+
+    C = 2 * H * K + H * V
+    # the projection as the layer holds it: an [s, b, .] tensor seen as [b, s, .]
+    proj = torch.randn(T, 1, C + H * V, device="cuda", generator=gen).bfloat16().transpose(0, 1).requires_grad_()
+    conv_w = (0.5 * torch.randn(C, 4, device="cuda", generator=gen)).bfloat16().requires_grad_()
+    norm_w = torch.ones(V, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    dy = torch.randn(1, T, H * V, device="cuda", generator=gen).bfloat16()
+
+    def mixer_step():
+        gdn_mixer(proj, conv_w, g, beta, norm_w, (H, H, K, V), scale=K**-0.5, norm_eps=1e-5).backward(dy)
+
+    return {"op": bench(op_step, [q, k, v, g, beta]), "mixer": bench(mixer_step, [proj, conv_w, g, beta, norm_w])}
+
+
+def time_here() -> dict:
+    """In the child: every shape, for the package ``import megatron_hybrid`` finds."""
+    import megatron_hybrid
+
     out = {"package": str(Path(megatron_hybrid.__file__).parent)}
     for name, H in SHAPES.items():
-        gen = torch.Generator(device="cuda").manual_seed(0)
-
-        def rnd(*shape, dtype=torch.bfloat16):
-            return torch.randn(*shape, device="cuda", generator=gen).to(dtype).requires_grad_()
-
-        q, k, v = rnd(1, T, H, K), rnd(1, T, H, K), rnd(1, T, H, V)
-        g = (-torch.rand(1, T, H, device="cuda", generator=gen)).requires_grad_()
-        beta = torch.rand(1, T, H, device="cuda", generator=gen).bfloat16().requires_grad_()
-        do = torch.randn(1, T, H, V, device="cuda", generator=gen).bfloat16()
-
-        def op_step():
-            chunk_gated_delta_rule(q, k, v, g, beta, use_qk_l2norm=True)[0].backward(do)
-
-        out[f"{name} op ms"] = bench(op_step, [q, k, v, g, beta])
-        C = 2 * H * K + H * V
-        # the projection as the layer holds it: an [s, b, .] tensor seen as [b, s, .]
-        proj = torch.randn(T, 1, C + H * V, device="cuda", generator=gen).bfloat16().transpose(0, 1).requires_grad_()
-        conv_w = (0.5 * torch.randn(C, 4, device="cuda", generator=gen)).bfloat16().requires_grad_()
-        norm_w = torch.ones(V, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-        dy = torch.randn(1, T, H * V, device="cuda", generator=gen).bfloat16()
-
-        def mixer_step():
-            gdn_mixer(proj, conv_w, g, beta, norm_w, (H, H, K, V), scale=K**-0.5, norm_eps=1e-5).backward(dy)
-
-        out[f"{name} mixer ms"] = bench(mixer_step, [proj, conv_w, g, beta, norm_w])
+        for what, ms in _time_shape(H).items():
+            out[f"{name} {what} ms"] = ms
     return out
 
 
