@@ -20,6 +20,8 @@ the same inputs anyway (90 MiB less per layer call at the Olmo shape, T=8192, fo
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, causal_conv1d
@@ -35,6 +37,13 @@ from .norms import (
     l2norm_fwd,
     use_triton,
 )
+
+
+def recompute_wy() -> bool:
+    """MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1: the fused mixer keeps g instead of the WY inverse T (fp32, 64 values per
+    token and value head: 60 MiB per layer call at T=8192, 30 heads) and the backward solves for it again (the
+    forward's kernel: identical T). Read at each forward."""
+    return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_WY", "0") == "1"
 
 
 def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
@@ -63,6 +72,8 @@ class GDNMixerFunction(torch.autograd.Function):
         meta = _meta(B, T, cu_seqlens)
         o, gcum, Ai, _, _, _ = chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, None, False, meta)
         del q, k, v  # recomputed in the backward
+        if recompute_wy():  # keep g instead of the WY inverse (and the cumsum): the backward solves again
+            gcum, Ai = g, None
         o2 = o.view(-1, V)
         y, rstd = gated_rms_norm_fwd(o2, _gate_rows(projected[..., C:].unflatten(-1, (HV, V))), norm_weight, norm_eps)
         ctx.save_for_backward(projected, conv_weight, beta, gcum, Ai, norm_weight, out_weight, o2, rstd, *bounds)
@@ -106,9 +117,11 @@ class GDNMixerFunction(torch.autograd.Function):
             dqkv.append(torch.empty(B, T, C, dtype=projected.dtype, device=projected.device))
             return dqkv[0][..., 2 * H * K :].unflatten(-1, (HV, V))
 
+        g = gcum if Ai is None else None  # the saved g, when the WY representation is recomputed
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
-            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad
-        )
+            q, k, v, beta, None if g is not None else gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None,
+            ctx.meta, dv_out=dv_in_conv_grad, g=g,
+        )  # fmt: skip
         dqkv = dqkv[0]
         l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K), dqkv[..., : H * K].view(B * T, H, K))
         l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K), dqkv[..., H * K : 2 * H * K].view(B * T, H, K))

@@ -266,6 +266,32 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
         assert torch.equal(a, b), (name, rel_rms(a, b))
 
 
+def test_gdn_mixer_recomputed_wy_bf16(monkeypatch):
+    """MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1 solves for the WY inverse again in the backward: the same kernel on the same
+    values, so outputs and gradients are bit-identical to keeping it."""
+    from megatron_hybrid.ops import gdn_mixer
+
+    B, T, dims = 1, 2048, (15, 15, 96, 192)
+    H, HV, K, V = dims
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    width = 2 * H * K + 2 * HV * V
+    projected = torch.randn(T, B, width, device="cuda", generator=gen).to(torch.bfloat16).transpose(0, 1)
+    conv_w = (0.5 * torch.randn(2 * H * K + HV * V, 4, device="cuda", generator=gen)).to(torch.bfloat16)
+    g = -torch.rand(B, T, HV, device="cuda", generator=gen)
+    beta = torch.rand(B, T, HV, device="cuda", generator=gen).to(torch.bfloat16)
+    norm_w = (1 + 0.1 * torch.randn(V, device="cuda", generator=gen)).to(torch.bfloat16)
+    dy = torch.randn(B, T, HV * V, device="cuda", generator=gen).to(torch.bfloat16)
+    results = []
+    for knob in ("0", "1"):
+        monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_WY", knob)
+        leaves = [x.detach().clone().requires_grad_() for x in (projected, conv_w, g, beta, norm_w)]
+        out = gdn_mixer(*leaves, dims, scale=K**-0.5, norm_eps=1e-5)
+        out.backward(dy)
+        results.append([out.detach()] + [x.grad for x in leaves])
+    for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
+        assert torch.equal(a, b), (name, rel_rms(a, b))
+
+
 @pytest.mark.parametrize(
     "B,T,dims", [(1, 2048, (15, 15, 96, 192)), (2, 257, (4, 8, 12, 24))], ids=["olmo-tp2", "small"]
 )

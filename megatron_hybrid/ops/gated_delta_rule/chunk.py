@@ -79,18 +79,22 @@ def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_fi
 
 
 def chunk_gated_delta_rule_bwd(
-    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None
+    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None
 ):
     """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values).
+    With Ai (and gcum) None, the WY representation is recomputed from g: the forward's solve again, identical T.
     v may be a token-strided slice (``utils.token_stride``). dv goes into ``dv_out`` when given (same rule), or into
     what ``dv_out()`` returns when it is a callable: called once, right before the wy backward, after the per-chunk
     states are freed (so a caller's larger gradient buffer does not coexist with them)."""
-    if h is None:
+    if Ai is None:
+        gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta, need_u=h is None)
+    elif h is None:
         _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
-        h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
-        del u
     else:
-        _, _, w, _ = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False)
+        _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False)
+    if h is None:
+        h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
+    del u
     if "bwd" in meta.get("split_modes", ()):
         dv2, dh, dh0 = chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, meta["split_plan"])
     else:

@@ -11,8 +11,8 @@ import torch
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/ops/test_triton_interpreter.py"
 
 
-@pytest.mark.parametrize("kind", ["G", "A"])
-def test_block_activation_bytes_match_autograd(kind):
+@pytest.mark.parametrize("kind,recompute_wy", [("G", "0"), ("G", "1"), ("A", "0")], ids=["G", "G-recompute-wy", "A"])
+def test_block_activation_bytes_match_autograd(kind, recompute_wy, monkeypatch):
     """(A sliding-window block keeps what a full one does on the GPU, where FlexAttention saves q, k, v, the output
     and the log-sum-exp; the CPU's banded fallback for windows shorter than the sequence keeps more.)"""
     from megatron.core.transformer.spec_utils import build_module
@@ -22,6 +22,7 @@ def test_block_activation_bytes_match_autograd(kind):
     from megatron_hybrid.models import presets
     from megatron_hybrid.training.estimate import block_activation_bytes, saved_tensors
 
+    monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_WY", recompute_wy)
     init_distributed()
     cfg = presets.tiny("GGGA", gdn_num_key_heads=4, gdn_key_head_dim=16, gdn_value_head_dim=32)
     tcfg = cfg.transformer_config(params_dtype=torch.bfloat16, bf16=True, use_cpu_initialization=True)

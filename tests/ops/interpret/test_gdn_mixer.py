@@ -119,6 +119,34 @@ def test_fused_out_projection_equals_mixer_then_linear(B, T, dims):
         assert rel(a, b) < 1e-5, name
 
 
+def test_fused_mixer_recomputed_wy_equals_kept(monkeypatch):
+    """MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1: the WY inverse is solved again in the backward instead of kept. The same
+    kernels on the same values: outputs and gradients identical; per token and value head, g (1 value) is kept
+    instead of T and the cumulative decay (65)."""
+    B, T, dims = 1, 70, (2, 4, 16, 32)
+    H, HV, K, V = dims
+    inputs = make(B, T, dims, seed=9)
+    grad_out = torch.randn(B, T, HV * V, generator=torch.Generator().manual_seed(10))
+    results, kept = [], []
+    for knob in ("0", "1"):
+        monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_WY", knob)
+        leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+        saved = []
+
+        def pack(t, saved=saved):
+            saved.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = gdn_mixer(*leaves, dims, scale=K**-0.5, norm_eps=1e-5)
+        out.backward(grad_out)
+        results.append([out.detach()] + [x.grad for x in leaves])
+        kept.append(sum(t.numel() for t in saved if t is not None))
+    for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
+        assert torch.equal(a, b), name
+    assert kept[0] - kept[1] == B * T * HV * 64
+
+
 def test_fused_mixer_names_a_wrong_width():
     dims = (2, 2, 16, 32)
     projected, conv_w, g, beta, norm_w = make(1, 8, dims)
