@@ -57,7 +57,9 @@ def resume_matches(rank, world_size, prefix, workdir, overrides):
 
 
 def killed_during_save(prefix, workdir):
-    """Train 2 steps (checkpoint at 2), then die by SIGKILL inside the save of step 4."""
+    """Train 2 steps (checkpoint at 2), then die by SIGKILL inside the save of step 4. Runs in a process group of
+    its own, so the test can kill what it leaves behind (workers the kill orphans), as a cluster kills a job."""
+    os.setpgrp()
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=os.environ.get("TEST_PORT", "29533"),

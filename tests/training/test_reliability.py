@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import socket
 
 import pytest
@@ -26,12 +28,14 @@ def test_kill_during_save_keeps_last_good_checkpoint(corpus, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    import os
-
     os.environ["TEST_PORT"] = str(port)
     proc = mp.get_context("spawn").Process(target=bodies.killed_during_save, args=(corpus, str(tmp_path)))
     proc.start()
     proc.join(300)
+    try:  # the killed trainer's orphaned children (its process group), as a cluster's job kill would take them
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     assert proc.exitcode == -9, f"expected SIGKILL mid-save, got exit code {proc.exitcode}"
     assert (tmp_path / "ckpt" / "iter_0000004.tmp").is_dir()  # the half-finished save is there ...
     assert (tmp_path / "ckpt" / "latest").read_text().strip() == "iter_0000002"  # ... but not pointed to
