@@ -72,11 +72,14 @@ class GDNMixerFunction(torch.autograd.Function):
         meta = _meta(B, T, cu_seqlens)
         o, gcum, Ai, _, _, _ = chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, None, False, meta)
         del q, k, v  # recomputed in the backward
+        g_kept = None
         if recompute_wy():  # keep g instead of the WY inverse (and the cumsum): the backward solves again
-            gcum, Ai = g, None
+            gcum, Ai, g_kept = None, None, g
         o2 = o.view(-1, V)
         y, rstd = gated_rms_norm_fwd(o2, _gate_rows(projected[..., C:].unflatten(-1, (HV, V))), norm_weight, norm_eps)
-        ctx.save_for_backward(projected, conv_weight, beta, gcum, Ai, norm_weight, out_weight, o2, rstd, *bounds)
+        ctx.save_for_backward(
+            projected, conv_weight, beta, gcum, Ai, g_kept, norm_weight, out_weight, o2, rstd, *bounds
+        )
         ctx.dims, ctx.scale, ctx.meta, ctx.g_dtype = dims, scale, meta, g.dtype
         y = y.view(B, T, HV * V)
         # the same GEMM as Megatron's local RowParallelLinear (matmul with the weight transposed)
@@ -84,7 +87,8 @@ class GDNMixerFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout):
-        projected, conv_weight, beta, gcum, Ai, norm_weight, out_weight, o2, rstd, tok_bos, tok_eos = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        projected, conv_weight, beta, gcum, Ai, g_kept, norm_weight, out_weight, o2, rstd, tok_bos, tok_eos = saved
         H, HV, K, V = ctx.dims
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
@@ -117,10 +121,9 @@ class GDNMixerFunction(torch.autograd.Function):
             dqkv.append(torch.empty(B, T, C, dtype=projected.dtype, device=projected.device))
             return dqkv[0][..., 2 * H * K :].unflatten(-1, (HV, V))
 
-        g = gcum if Ai is None else None  # the saved g, when the WY representation is recomputed
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
-            q, k, v, beta, None if g is not None else gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None,
-            ctx.meta, dv_out=dv_in_conv_grad, g=g,
+            q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad,
+            g=g_kept,
         )  # fmt: skip
         dqkv = dqkv[0]
         l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K), dqkv[..., : H * K].view(B * T, H, K))

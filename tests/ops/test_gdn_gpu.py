@@ -238,6 +238,20 @@ def test_swiglu_bf16():
     assert ((out.float() - ref.float()).abs() <= ref.float().abs() * 2**-7 + 1e-6).all()
 
 
+def _mixer_inputs(B, T, dims, gen):
+    """The fused mixer's inputs in bf16 (g fp32): the projection as the layer holds it (an [s, b, .] tensor seen as
+    [b, s, .]), conv taps, log decay in (-1, 0], beta, the out-norm weight; drawn from ``gen``, which the caller goes
+    on drawing from."""
+    H, HV, K, V = dims
+    width = 2 * H * K + 2 * HV * V
+    projected = torch.randn(T, B, width, device="cuda", generator=gen).to(torch.bfloat16).transpose(0, 1)
+    conv_w = (0.5 * torch.randn(2 * H * K + HV * V, 4, device="cuda", generator=gen)).to(torch.bfloat16)
+    g = -torch.rand(B, T, HV, device="cuda", generator=gen)
+    beta = torch.rand(B, T, HV, device="cuda", generator=gen).to(torch.bfloat16)
+    norm_w = (1 + 0.1 * torch.randn(V, device="cuda", generator=gen)).to(torch.bfloat16)
+    return projected, conv_w, g, beta, norm_w
+
+
 @pytest.mark.parametrize(
     "B,T,dims", [(1, 2048, (15, 15, 96, 192)), (2, 257, (4, 8, 12, 24))], ids=["olmo-tp2", "small"]
 )
@@ -249,12 +263,7 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
 
     H, HV, K, V = dims
     gen = torch.Generator(device="cuda").manual_seed(0)
-    width = 2 * H * K + 2 * HV * V
-    projected = torch.randn(T, B, width, device="cuda", generator=gen).to(torch.bfloat16).transpose(0, 1)
-    conv_w = (0.5 * torch.randn(2 * H * K + HV * V, 4, device="cuda", generator=gen)).to(torch.bfloat16)
-    g = -torch.rand(B, T, HV, device="cuda", generator=gen)
-    beta = torch.rand(B, T, HV, device="cuda", generator=gen).to(torch.bfloat16)
-    norm_w = (1 + 0.1 * torch.randn(V, device="cuda", generator=gen)).to(torch.bfloat16)
+    projected, conv_w, g, beta, norm_w = _mixer_inputs(B, T, dims, gen)
     dy = torch.randn(B, T, HV * V, device="cuda", generator=gen).to(torch.bfloat16)
     results = []
     for fused in (True, False):
@@ -274,12 +283,7 @@ def test_gdn_mixer_recomputed_wy_bf16(monkeypatch):
     B, T, dims = 1, 2048, (15, 15, 96, 192)
     H, HV, K, V = dims
     gen = torch.Generator(device="cuda").manual_seed(2)
-    width = 2 * H * K + 2 * HV * V
-    projected = torch.randn(T, B, width, device="cuda", generator=gen).to(torch.bfloat16).transpose(0, 1)
-    conv_w = (0.5 * torch.randn(2 * H * K + HV * V, 4, device="cuda", generator=gen)).to(torch.bfloat16)
-    g = -torch.rand(B, T, HV, device="cuda", generator=gen)
-    beta = torch.rand(B, T, HV, device="cuda", generator=gen).to(torch.bfloat16)
-    norm_w = (1 + 0.1 * torch.randn(V, device="cuda", generator=gen)).to(torch.bfloat16)
+    projected, conv_w, g, beta, norm_w = _mixer_inputs(B, T, dims, gen)
     dy = torch.randn(B, T, HV * V, device="cuda", generator=gen).to(torch.bfloat16)
     results = []
     for knob in ("0", "1"):
@@ -303,12 +307,8 @@ def test_gdn_mixer_out_projection_bf16(B, T, dims):
 
     H, HV, K, V = dims
     gen = torch.Generator(device="cuda").manual_seed(1)
-    width, d = 2 * H * K + 2 * HV * V, 512
-    projected = torch.randn(T, B, width, device="cuda", generator=gen).to(torch.bfloat16).transpose(0, 1)
-    conv_w = (0.5 * torch.randn(2 * H * K + HV * V, 4, device="cuda", generator=gen)).to(torch.bfloat16)
-    g = -torch.rand(B, T, HV, device="cuda", generator=gen)
-    beta = torch.rand(B, T, HV, device="cuda", generator=gen).to(torch.bfloat16)
-    norm_w = (1 + 0.1 * torch.randn(V, device="cuda", generator=gen)).to(torch.bfloat16)
+    d = 512
+    projected, conv_w, g, beta, norm_w = _mixer_inputs(B, T, dims, gen)
     out_w = (torch.randn(d, HV * V, device="cuda", generator=gen) / (HV * V) ** 0.5).to(torch.bfloat16)
     dout = torch.randn(B, T, d, device="cuda", generator=gen).to(torch.bfloat16)
     results = []
