@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gdn_kernels import SHAPES, make  # noqa: E402
 
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local, chunk_bwd_dv_local_kernel  # noqa: E402
 from megatron_hybrid.ops.norms import l2norm  # noqa: E402
 
 
@@ -48,7 +49,8 @@ def main():
             "wy_recompute (w; kept states)": lambda: C.chunk_wy_fwd(
                 k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False
             ),
-            "bwd_dh (+dv local)": lambda: C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta),
+            "bwd_dv_local (parallel)": lambda: chunk_bwd_dv_local(q, k, gcum, do, scale, meta),
+            "bwd_dh (dv local + state pass)": lambda: C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta),
             "bwd_dqk": lambda: C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta),
             "wy_bwd": lambda: C.chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta),
             "l2norm q fwd": lambda: l2norm(q),
@@ -58,8 +60,8 @@ def main():
             fn()
             res[s] = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
             print(f"{name:10s} {s:36s} {res[s]:.3f} ms", flush=True)
-        kernels = (C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel, C.chunk_bwd_dh_kernel,
-                   C.chunk_bwd_dqk_kernel, C.chunk_wy_bwd_kernel)  # fmt: skip
+        kernels = (C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel, chunk_bwd_dv_local_kernel,
+                   C.chunk_bwd_dh_kernel, C.chunk_bwd_dqk_kernel, C.chunk_wy_bwd_kernel)  # fmt: skip
         for kern in kernels:
             print(f"{name:10s} {kern.fn.__name__:36s} best config: {getattr(kern, 'best_config', None)}")
         result[name] = res

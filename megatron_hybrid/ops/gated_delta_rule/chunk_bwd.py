@@ -1,4 +1,9 @@
-"""The per-chunk backward, in two kernels (README.md derives every term).
+"""The per-chunk backward kernels (README.md derives every term).
+
+``chunk_bwd_dv_local``, one program per (chunk, value head), before the reverse state pass: the intra-chunk part of
+the gradient of v_new, ``scale (q k^T * D)^T do``. It does not depend on the state, so computing it here, fully
+parallel, takes a q k^T product, its decay mask and a 64 x 64 x V product off the sequential pass's critical path
+(``chunk_h.chunk_bwd_dh_kernel`` reads it back and adds the state part).
 
 ``chunk_bwd_dqk``, one program per (K block, chunk, value head), walks V once and accumulates
 ``do h^T``, ``v_new dh^T``, ``dv2 h^T`` (its K block) and ``do v_new^T``; from them it writes dq (final), the
@@ -147,3 +152,54 @@ def chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta):
         B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return dq, dk, dw, dgp
+
+
+@autotune(configs=[triton.Config({"BV": 64}, num_warps=w, num_stages=2) for w in (4, 8)], key=["H", "HV", "K", "V"])
+@triton.jit(do_not_specialize=["T"])
+def chunk_bwd_dv_local_kernel(
+    q, k, gcum, do, dvl, cu_seqlens, chunk_indices, scale, T,
+    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_VARLEN: tl.constexpr,
+):  # fmt: skip
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_hv = i_bh % HV
+    i_h = i_hv // (HV // H)
+    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
+    t0 = bos + i_c * BT
+    o_t = tl.arange(0, BT)
+    m_t = o_t < (eos - t0)
+    p_qk = (t0 * H + i_h) * K
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_k = tl.load(k + p_qk + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0)
+        b_qT = tl.load(q + p_qk + o_t[None, :] * (H * K) + o_k[:, None], mask=m_t[None, :] & m_k[:, None], other=0)
+        b_A += tl.dot(b_k, b_qT)
+    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+    m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
+    b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
+    b_Ac = b_A.to(do.dtype.element_ty)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_tv = m_t[:, None] & (o_v < V)[None, :]
+        o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        b_do = tl.load(do + o_tv, mask=m_tv, other=0)
+        tl.store(dvl + o_tv, tl.dot(b_Ac, b_do), mask=m_tv)
+
+
+def chunk_bwd_dv_local(q, k, gcum, do, scale, meta):
+    """The intra-chunk part of dv2, ``scale (q k^T * D)^T do``, as [B, T, HV, V] fp32: the state pass adds the
+    state's part in fp32 and rounds the sum once, as when one kernel computed both. (Stored in bf16 instead, it
+    would save ~0.06 ms at the Olmo shape, but the CPU model of the GPU's roundings put the g = 0 dg error up,
+    7.9e-3 -> 8.2e-3, against a 1e-2 bound.)"""
+    B, T, H, K = q.shape
+    HV, V = do.shape[2], do.shape[3]
+    dvl = torch.empty(B, T, HV, V, dtype=torch.float32, device=q.device)
+    if is_interpret():
+        chunk_bwd_dv_local_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
+    chunk_bwd_dv_local_kernel[(meta["NT"], B * HV)](
+        q, k, gcum, do, dvl, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
+        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=pick_block(K, 64), IS_VARLEN=meta["cu_seqlens"] is not None,
+    )  # fmt: skip
+    return dvl

@@ -1,5 +1,5 @@
-"""The sequential pass over chunks: the state h (forward) and its gradient (backward, fused with the intra-chunk
-part of dv).
+"""The sequential pass over chunks: the state h (forward) and its gradient (backward, adding the state's part of
+dv2 to the intra-chunk part that ``chunk_bwd.chunk_bwd_dv_local`` computed in parallel before it).
 
 One program per (V block, sequence, value head) walks the chunks in order. It holds its K x BV slice of the state in
 fp32 registers as up to four K blocks of BK rows (96 = 3 x 32, 192 = 3 x 64: no padding to a power of two).
@@ -8,9 +8,10 @@ Forward, chunk c with h its start state:
     v_new = u - w h
     h    <- exp(G_last) h + k^T (exp(G_last - G) v_new)
 Backward, chunk c from the last, dh the gradient of its end state:
-    dv2 = scale (q k^T * D)^T do + (exp(G_last - G) k) dh      (dv2: gradient of v_new; D_ij = exp(G_i - G_j), i >= j)
+    dv2 = dvl + (exp(G_last - G) k) dh      (dv2: gradient of v_new; dvl = scale (q k^T * D)^T do, read back in fp32)
     dh <- exp(G_last) dh + scale (exp(G) q)^T do - w^T dv2
-The q k^T product does not depend on the chain through dh, so it overlaps with it. The products with the fp32 state
+dvl does not depend on dh: computed in the loop (as until 2026-11-27) it lengthened every sequential step by a
+64 x K x 64 product, its decay mask and a 64 x 64 x BV product per V block. The products with the fp32 state
 take fp32 (tf32) operands or operands rounded to the input dtype, per MEGATRON_HYBRID_GDN_STATE_DOTS (utils.py):
 rounding the state to bf16 in w h cost accuracy with little or no decay (g = 0).
 """
@@ -21,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .chunk_bwd import chunk_bwd_dv_local
 from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
 
 
@@ -101,20 +103,18 @@ def _fwd_read(b_v, b_h, p_w, p_k, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constex
 
 
 @triton.jit
-def _bwd_read(b_A, b_dv, b_h, p_k, p_q, b_kd, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK,
-              READ_F32: tl.constexpr, DT: tl.constexpr):  # fmt: skip
-    """Backward: A += k_blk q_blk^T, dv2 += (exp(G_last - G) k_blk) dh_blk; also returns q_blk^T for the update."""
+def _bwd_read(b_dv, b_h, p_k, b_kd, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK, READ_F32: tl.constexpr,
+              DT: tl.constexpr):  # fmt: skip
+    """Backward: dv2 += (exp(G_last - G) k_blk) dh_blk."""
     b_k = _load_kblock(p_k, o_t, m_t, i_k, BK, K, SK, False)
-    b_qT = _load_kblock(p_q, o_t, m_t, i_k, BK, K, SK, True)
-    b_A += tl.dot(b_k, b_qT)
-    b_dv += sdot(b_k.to(tl.float32) * b_kd[:, None], b_h, READ_F32, DT)
-    return b_A, b_dv, b_qT
+    return b_dv + sdot(b_k.to(tl.float32) * b_kd[:, None], b_h, READ_F32, DT)
 
 
 @triton.jit
-def _bwd_update(b_h, b_dl, b_qT, b_qd, b_do, b_dv, p_w, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SW,
+def _bwd_update(b_h, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK, SW,
                 UPD_F32: tl.constexpr, DT: tl.constexpr):  # fmt: skip
     """Backward: dh_blk <- exp(G_last) dh_blk + (exp(G) q_blk)^T do - w_blk^T dv2."""
+    b_qT = _load_kblock(p_q, o_t, m_t, i_k, BK, K, SK, True)
     b_wT = _load_kblock(p_w, o_t, m_t, i_k, BK, K, SW, True)
     return b_h * b_dl + tl.dot((b_qT * b_qd[None, :]).to(b_do.dtype), b_do) - sdot(b_wT, b_dv, UPD_F32, DT)
 
@@ -186,7 +186,7 @@ def chunk_fwd_h_kernel(
 @autotune(configs=CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
 def chunk_bwd_dh_kernel(
-    q, k, w, gcum, do, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,
+    q, k, w, gcum, do, dvl, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
     READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
@@ -223,42 +223,30 @@ def chunk_bwd_dh_kernel(
         p_q = q + (t0 * H + i_h) * K
         p_w = w + (t0 * HV + i_hv) * K
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
-        b_dv = tl.zeros([BT, BV], dtype=tl.float32)
-        b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
-        b_A, b_dv, b_qT0 = _bwd_read(
-            b_A, b_dv, b_h0, p_k, p_q, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty
-        )
+        b_dv = tl.load(dvl + o_tv, mask=m_tv, other=0)  # the intra-chunk part, from chunk_bwd_dv_local
+        b_dv = _bwd_read(b_dv, b_h0, p_k, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
-            b_A, b_dv, b_qT1 = _bwd_read(
-                b_A, b_dv, b_h1, p_k, p_q, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty
-            )
+            b_dv = _bwd_read(b_dv, b_h1, p_k, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > 2 * BK:
-            b_A, b_dv, b_qT2 = _bwd_read(
-                b_A, b_dv, b_h2, p_k, p_q, b_kd, o_t, m_t, 2, BK, K, H * K, READ_F32, k.dtype.element_ty
-            )
+            b_dv = _bwd_read(b_dv, b_h2, p_k, b_kd, o_t, m_t, 2, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > 3 * BK:
-            b_A, b_dv, b_qT3 = _bwd_read(
-                b_A, b_dv, b_h3, p_k, p_q, b_kd, o_t, m_t, 3, BK, K, H * K, READ_F32, k.dtype.element_ty
-            )
-        m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
-        b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
-        b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
+            b_dv = _bwd_read(b_dv, b_h3, p_k, b_kd, o_t, m_t, 3, BK, K, H * K, READ_F32, k.dtype.element_ty)
         tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
         b_h0 = _bwd_update(
-            b_h0, b_dl, b_qT0, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+            b_h0, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
         )
         if K > BK:
             b_h1 = _bwd_update(
-                b_h1, b_dl, b_qT1, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h1, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 2 * BK:
             b_h2 = _bwd_update(
-                b_h2, b_dl, b_qT2, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h2, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 3 * BK:
             b_h3 = _bwd_update(
-                b_h3, b_dl, b_qT3, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h3, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
 
     if STORE_DH0:
@@ -305,6 +293,7 @@ def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
     HV, V = do.shape[2], do.shape[3]
     N = meta["N"]
     BK = state_block_k(K)
+    dvl = chunk_bwd_dv_local(q, k, gcum, do, scale, meta)
     dv2 = torch.empty_like(do)
     dh = torch.empty(meta["NT_total"], HV, K, V, dtype=q.dtype, device=q.device)
     dh0 = torch.empty(N, HV, K, V, dtype=torch.float32, device=q.device) if initial_state is not None else None
@@ -315,7 +304,7 @@ def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
         return (triton.cdiv(V, m["BV"]), N * HV)
 
     chunk_bwd_dh_kernel[grid](
-        q, k, w, gcum, do, dv2, dh, dht, dh0, meta["cu_seqlens"], meta["chunk_offsets"], scale, T,
+        q, k, w, gcum, do, dvl, dv2, dh, dht, dh0, meta["cu_seqlens"], meta["chunk_offsets"], scale, T,
         _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK,
         USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=meta["cu_seqlens"] is not None,
         READ_F32=read_f32, UPD_F32=upd_f32,

@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .chunk_bwd import chunk_bwd_dv_local
 from .chunk_h import _bwd_read, _bwd_update, _fwd_read, _load_state, _seq, _store_state
 from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
 
@@ -229,7 +230,7 @@ def split_fwd_h_kernel(
 @autotune(configs=CONFIGS_BWD, key=["H", "HV", "K", "V", "BK", "NSEG_BUCKET", "PASS", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEG_BUCKET"])
 def split_bwd_dh_kernel(
-    q, k, w, gcum, do, dv2, dh, dhe, mseg, dloc, dh0, seg_info, cu_seqlens, chunk_offsets, scale, T, NSEG_BUCKET,
+    q, k, w, gcum, do, dvl, dv2, dh, dhe, mseg, dloc, dh0, seg_info, cu_seqlens, chunk_offsets, scale, T, NSEG_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, PASS: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
     READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
@@ -272,43 +273,31 @@ def split_bwd_dh_kernel(
         p_q = q + (t0 * H + i_h) * K
         p_w = w + (t0 * HV + i_hv) * K
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
-        b_dv = tl.zeros([BT, BV], dtype=tl.float32)
-        b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
-        b_A, b_dv, b_qT0 = _bwd_read(
-            b_A, b_dv, b_h0, p_k, p_q, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty
-        )
+        b_dv = tl.load(dvl + o_tv, mask=m_tv, other=0)  # the intra-chunk part, from chunk_bwd_dv_local
+        b_dv = _bwd_read(b_dv, b_h0, p_k, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
-            b_A, b_dv, b_qT1 = _bwd_read(
-                b_A, b_dv, b_h1, p_k, p_q, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty
-            )
+            b_dv = _bwd_read(b_dv, b_h1, p_k, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > 2 * BK:
-            b_A, b_dv, b_qT2 = _bwd_read(
-                b_A, b_dv, b_h2, p_k, p_q, b_kd, o_t, m_t, 2, BK, K, H * K, READ_F32, k.dtype.element_ty
-            )
+            b_dv = _bwd_read(b_dv, b_h2, p_k, b_kd, o_t, m_t, 2, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > 3 * BK:
-            b_A, b_dv, b_qT3 = _bwd_read(
-                b_A, b_dv, b_h3, p_k, p_q, b_kd, o_t, m_t, 3, BK, K, H * K, READ_F32, k.dtype.element_ty
-            )
-        m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
-        b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
-        b_dv += tl.dot(b_A.to(b_do.dtype), b_do)
+            b_dv = _bwd_read(b_dv, b_h3, p_k, b_kd, o_t, m_t, 3, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if PASS == 3:
             tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
         b_h0 = _bwd_update(
-            b_h0, b_dl, b_qT0, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+            b_h0, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
         )
         if K > BK:
             b_h1 = _bwd_update(
-                b_h1, b_dl, b_qT1, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h1, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 2 * BK:
             b_h2 = _bwd_update(
-                b_h2, b_dl, b_qT2, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h2, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 3 * BK:
             b_h3 = _bwd_update(
-                b_h3, b_dl, b_qT3, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h3, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
 
     if PASS == 1:
@@ -440,6 +429,7 @@ def chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, plan)
     N, nseg = meta["N"], plan["nseg"]
     BK = state_block_k(K)
     dev = q.device
+    dvl = chunk_bwd_dv_local(q, k, gcum, do, scale, meta)
     dv2 = torch.empty_like(do)
     dh = torch.empty(meta["NT_total"], HV, K, V, dtype=q.dtype, device=dev)
     dh0 = torch.empty(N, HV, K, V, dtype=torch.float32, device=dev) if initial_state is not None else None
@@ -455,7 +445,7 @@ def chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, plan)
         return (triton.cdiv(V, m["BV"]) + triton.cdiv(K, m["BV"]), nseg * HV)
 
     split_bwd_dh_kernel[grid1](
-        q, k, w, gcum, do, dv2, dh, dloc, mseg, dloc, dh0, plan["seg_info"], *args, PASS=1, STORE_DH0=False, **kw
+        q, k, w, gcum, do, dvl, dv2, dh, dloc, mseg, dloc, dh0, plan["seg_info"], *args, PASS=1, STORE_DH0=False, **kw
     )
     dhe = _combine(mseg, dloc, dht, plan, N, HV, K, V, True, dev)
     del mseg, dloc
@@ -464,7 +454,7 @@ def chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, plan)
         return (triton.cdiv(V, m["BV"]), nseg * HV)
 
     split_bwd_dh_kernel[grid3](
-        q, k, w, gcum, do, dv2, dh, dhe, dhe, dhe, dh0, plan["seg_info"], *args, PASS=3,
+        q, k, w, gcum, do, dvl, dv2, dh, dhe, dhe, dhe, dh0, plan["seg_info"], *args, PASS=3,
         STORE_DH0=dh0 is not None, **kw,
     )  # fmt: skip
     return dv2, dh, dh0
