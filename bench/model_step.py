@@ -10,7 +10,9 @@ are read back, warm-up steps dropped, and the medians reported for both arms of 
     python bench/model_step.py --gpus 4 -- --tensor-model-parallel-size 4 --recompute-granularity full
 
 Arguments after ``--`` go to the trainer unchanged (its flag names). Results:
-``bench/results/model_step.{json,md}`` (``--name`` changes the file name).
+``bench/results/model_step.{json,md}`` (``--name`` changes the file name). ``--profile-step N`` also profiles
+step N of each arm on rank 0 (``megatron_hybrid/training/profiler.py``: GPU time by kernel category, exposed
+communication, idle time) into ``bench/results/profile/<name>_<arm>/``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
     ]  # fmt: skip
     if args.layers:
         command += ["--model-overrides.n_layers", str(args.layers)]
+    if args.profile_step is not None:
+        prof = ROOT / "bench" / "results" / "profile" / f"{args.name}_{arm}"
+        command += ["--profile-step-start", str(args.profile_step), "--profile-dir", str(prof)]
     if args.gpus == 1 and not any(a.startswith("--tensor-model-parallel-size") for a in args.trainer_args):
         # the 7B configs' layout is TP=2 with sequence parallelism: one GPU runs TP=1 without it
         command += ["--tensor-model-parallel-size", "1", "--sequence-parallel", "false"]
@@ -87,7 +92,8 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
         print(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}", flush=True)
         error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return row | {"error": error[:300], "tokens_per_s_per_gpu": float("nan")}
-    row |= perf_medians(tb, args.gpus, args.warmup)
+    skip = (args.profile_step,) if args.profile_step is not None else ()
+    row |= perf_medians(tb, args.gpus, args.warmup, skip_steps=skip)
     print(row, flush=True)
     return row
 
@@ -104,6 +110,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="first steps left out of the medians")
     parser.add_argument("--vocab", type=int, default=100_278, help="token ids are drawn below this")
     parser.add_argument("--name", default="model_step", help="results file name")
+    parser.add_argument(
+        "--profile-step",
+        type=int,
+        default=None,
+        help="profile this step on rank 0 (left out of the medians); tables in bench/results/profile/<name>_<arm>/",
+    )
     parser.add_argument("trainer_args", nargs=argparse.REMAINDER, help="after --: trainer overrides")
     args = parser.parse_args()
     args.trainer_args = [a for a in args.trainer_args if a != "--"]

@@ -143,6 +143,15 @@ class TrainConfig:
     exit_interval: int | None = field(
         default=None, metadata={"help": "stop (with a checkpoint) after this many steps in this process"}
     )
+    profile_step_start: int | None = field(
+        default=None, metadata={"help": "profile from this step (1-based) with the PyTorch profiler; null = off"}
+    )
+    profile_steps: int = field(default=1, metadata={"help": "steps in the profiled window"})
+    profile_ranks: list[int] = field(default_factory=lambda: [0], metadata={"help": "global ranks that profile"})
+    profile_dir: str | None = field(
+        default=None,
+        metadata={"help": "trace and GPU-time tables go here; null = <tensorboard_dir>/profile, else ./profile"},
+    )
 
     # ------------------------------------------------------------------------------------------
     def check(self, world_size: int | None = None) -> None:
@@ -175,6 +184,11 @@ class TrainConfig:
         if self.lr_wsd_decay_style not in ("linear", "cosine", "exponential", "minus_sqrt"):
             raise ValueError(
                 f"lr_wsd_decay_style must be linear|cosine|exponential|minus_sqrt, got {self.lr_wsd_decay_style!r}"
+            )
+        if self.profile_step_start is not None and (self.profile_step_start < 1 or self.profile_steps < 1):
+            raise ValueError(
+                f"profile_step_start and profile_steps must be >= 1, got {self.profile_step_start} and "
+                f"{self.profile_steps} (profile_step_start: null turns profiling off)"
             )
         if self.sequence_parallel and tp == 1:
             raise ValueError("sequence_parallel needs tensor_model_parallel_size > 1")

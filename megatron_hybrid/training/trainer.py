@@ -37,6 +37,7 @@ from megatron_hybrid.training.config import TrainConfig
 from megatron_hybrid.training.engine import build_engine
 from megatron_hybrid.training.loss import lm_loss
 from megatron_hybrid.training.monitor import Monitor, config_text
+from megatron_hybrid.training.profiler import StepProfiler
 from megatron_hybrid.training.stability import SpikeDetector
 
 
@@ -153,6 +154,10 @@ class Trainer:
             self.train_iters,
             cfg.tokens_per_step,
             config_text(cfg.to_dict()),
+        )
+        profile_dir = cfg.profile_dir or (str(Path(cfg.tensorboard_dir) / "profile") if cfg.tensorboard_dir else None)
+        self.profiler = StepProfiler(
+            cfg.profile_step_start, cfg.profile_steps, list(cfg.profile_ranks), profile_dir, dist.get_rank(), cfg.model
         )
         self.history: dict[int, dict] = {}
         self._saved_step: int | None = None
@@ -316,7 +321,11 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             for _ in range(remaining):
+                self.profiler.before_step(self.step + 1)
                 out = self.train_step(iterators)
+                written = self.profiler.after_step(self.step)
+                if written is not None:
+                    print(f"[rank {dist.get_rank()}] profile of steps {cfg.profile_step_start}.. written: {written}")
                 self.history[self.step] = out
                 tokens = self.step * cfg.tokens_per_step
                 if out["skipped"]:

@@ -222,3 +222,12 @@ def loss_falls_with_tensorboard(rank, world_size, prefix, workdir):
     ref_z = 1e-4 * torch.logsumexp(logits.double(), dim=-1) ** 2
     loss_error = max(float((ce - ref_ce).abs().max()), float((z - ref_z).abs().max()))
     return {"losses": out["losses"], "tb": str(tb), "loss_error": loss_error}
+
+
+def profiled_run(rank, world_size, prefix, workdir):
+    """Steps 2..3 of a 4-step run under the profiler: what the profiled rank wrote."""
+    from megatron_hybrid.training.trainer import train
+
+    out_dir = Path(workdir) / "prof"
+    out = train(base_config(prefix, workdir, profile_step_start=2, profile_steps=2, profile_dir=str(out_dir)))
+    return {"step": out["step"], "files": sorted(p.name for p in out_dir.glob("*")) if out_dir.exists() else []}
