@@ -65,12 +65,12 @@ def fused_out_projection() -> bool:
 
 def _is_plain_row_parallel(linear) -> bool:
     """Megatron's local RowParallelLinear in its plain form: its forward is then the local GEMM plus the TP reduction,
-    which the mixer can do itself (TE's linear, fused wgrad accumulation, a bias or CPU offloading: not fused)."""
+    which the mixer can do itself, including the fused wgrad accumulation into main_grad (TE's linear, a bias or CPU
+    offloading: not fused)."""
     return (
         type(linear) is RowParallelLinear
         and linear.input_is_parallel
         and linear.bias is None
-        and not linear.gradient_accumulation_fusion
         and not linear.explicit_expert_comm
         and linear.config._cpu_offloading_context is None
     )
@@ -204,6 +204,7 @@ class GatedDeltaNet(MegatronModule):
             projected, self.conv1d.weight.squeeze(1), g, beta, norm_weight, dims, scale=self.key_head_dim**-0.5,
             norm_eps=self.norm_eps, cu_seqlens=cu_seqlens, fused=fused,
             out_weight=self.out_proj.weight if fuse_out else None,
+            wgrad_fused=fuse_out and self.out_proj.gradient_accumulation_fusion,
         )  # fmt: skip
         out = out.transpose(0, 1).contiguous()  # back to [s, b, .]
         if not fuse_out:

@@ -24,6 +24,7 @@ import os
 
 import torch
 
+from ..compat.wgrad_fusion import accumulate_wgrad
 from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, causal_conv1d
 from .gated_delta_rule import gated_delta_rule
 from .gated_delta_rule.chunk import _meta, check_inputs, chunk_gated_delta_rule_bwd, chunk_gated_delta_rule_fwd
@@ -63,7 +64,9 @@ def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
 
 class GDNMixerFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, projected, conv_weight, g, beta, norm_weight, out_weight, dims, scale, norm_eps, cu_seqlens):
+    def forward(
+        ctx, projected, conv_weight, g, beta, norm_weight, out_weight, dims, scale, norm_eps, cu_seqlens, wgrad_fused
+    ):
         H, HV, K, V = dims
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
@@ -81,6 +84,7 @@ class GDNMixerFunction(torch.autograd.Function):
             projected, conv_weight, beta, gcum, Ai, g_kept, norm_weight, out_weight, o2, rstd, *bounds
         )
         ctx.dims, ctx.scale, ctx.meta, ctx.g_dtype = dims, scale, meta, g.dtype
+        ctx.wgrad_fused = wgrad_fused
         y = y.view(B, T, HV * V)
         # the same GEMM as Megatron's local RowParallelLinear (matmul with the weight transposed)
         return y if out_weight is None else torch.matmul(y, out_weight.t())
@@ -108,7 +112,10 @@ class GDNMixerFunction(torch.autograd.Function):
             y = torch.empty_like(o2)
         do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), dz3, y)
         if y is not None:
-            dout_weight = torch.matmul(dout2.t(), y.view(dout2.shape[0], -1))
+            if ctx.wgrad_fused:  # into the DDP's main_grad in the GEMM, as Megatron's linear does with the fusion
+                dout_weight = accumulate_wgrad(out_weight, y.view(dout2.shape[0], -1), dout2)
+            else:
+                dout_weight = torch.matmul(dout2.t(), y.view(dout2.shape[0], -1))
             del y
         if dz3 is None:
             dz.copy_(dgate.view(dz.shape))
@@ -132,7 +139,7 @@ class GDNMixerFunction(torch.autograd.Function):
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]
         )
-        return dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, dout_weight, None, None, None, None
+        return (dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, dout_weight) + (None,) * 5
 
 
 def gdn_mixer(
@@ -147,6 +154,7 @@ def gdn_mixer(
     cu_seqlens: torch.Tensor | None = None,
     fused: bool = True,
     out_weight: torch.Tensor | None = None,
+    wgrad_fused: bool = False,
 ) -> torch.Tensor:
     """The GDN mixer from its input projection to its output projection's input.
 
@@ -161,6 +169,8 @@ def gdn_mixer(
         fused: the one-Function Triton path (default); False composes the separate ops (same math and kernels).
         out_weight: ``[d, HV*V]``, the output projection's (local) weight: then the result is ``y out_weight^T``,
             ``[B, T, d]``, and the fused path keeps no copy of y for the backward.
+        wgrad_fused: with ``out_weight``, accumulate its gradient into ``out_weight.main_grad`` (Megatron's DDP
+            buffer) inside the GEMM, as Megatron's linears do under ``gradient_accumulation_fusion``.
 
     Returns:
         ``[B, T, HV*V]`` (``[B, T, d]`` with ``out_weight``) in the projection's dtype.
@@ -180,7 +190,7 @@ def gdn_mixer(
         check_inputs(q_like, q_like, v_like, g, beta, None, cu_seqlens)
         return GDNMixerFunction.apply(
             _channels_contiguous(projected), conv_weight, g.float().contiguous(), beta.contiguous(), norm_weight,
-            out_weight, dims, float(scale), norm_eps, cu_seqlens,
+            out_weight, dims, float(scale), norm_eps, cu_seqlens, wgrad_fused and out_weight is not None,
         )  # fmt: skip
     # the composition (the CPU path, and the reference the fused Function is tested against)
     qkv, z = projected.split([C, HV * V], dim=-1)

@@ -143,6 +143,13 @@ class TrainConfig:
     exit_interval: int | None = field(
         default=None, metadata={"help": "stop (with a checkpoint) after this many steps in this process"}
     )
+    gradient_accumulation_fusion: bool | None = field(
+        default=None,
+        metadata={
+            "help": "weight-gradient GEMMs accumulate into the fp32 main_grad (apex's extension, else torch's addmm "
+            "with out_dtype; CUDA only); null = when available, true = required"
+        },
+    )
     profile_step_start: int | None = field(
         default=None, metadata={"help": "profile from this step (1-based) with the PyTorch profiler; null = off"}
     )

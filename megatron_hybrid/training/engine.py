@@ -19,6 +19,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer.optimizer_config import ParamKey
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler, ParamGroupOverride
 
+from megatron_hybrid.compat import wgrad_fusion
 from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
 
@@ -34,6 +35,19 @@ class Engine:
 
 def _dtype(cfg: TrainConfig) -> torch.dtype:
     return torch.bfloat16 if cfg.bf16 else torch.float32
+
+
+def _wgrad_fusion(wanted: bool | None) -> bool:
+    """Megatron's gradient_accumulation_fusion for this run (every weight has a DDP main_grad here)."""
+    if wanted is False:
+        return False
+    impl = wgrad_fusion.install()
+    if impl is None and wanted:
+        raise ValueError(
+            "gradient_accumulation_fusion: true needs CUDA and apex's fused_weight_gradient_mlp_cuda or a torch with "
+            "addmm(..., out_dtype=); set it to null (use it when available) or false"
+        )
+    return impl is not None
 
 
 def transformer_config(cfg: TrainConfig, model_cfg):
@@ -53,6 +67,7 @@ def transformer_config(cfg: TrainConfig, model_cfg):
     )
     if cfg.virtual_pipeline_model_parallel_size is None:
         del overrides["virtual_pipeline_model_parallel_size"]
+    overrides["gradient_accumulation_fusion"] = _wgrad_fusion(cfg.gradient_accumulation_fusion)
     if not torch.cuda.is_available():
         # gloo matches point-to-point messages between two ranks only by order (tag 0): a batched
         # send of an activation and a gradient to the same neighbour (PP=2, where next == prev)

@@ -7,6 +7,9 @@ ranks in ``--profile-ranks`` (default: rank 0). Each profiled rank writes, into 
   project's Triton kernels, optimizer, other), each as a share of the window's wall time, plus how much of the
   communication ran while no compute kernel did (exposed) and how long the GPU had no kernel at all (idle: launch
   gaps, host work, synchronisation). Kernel names come from the CUDA driver, so the categories are name patterns.
+  The profiler slows the host's kernel launches, so the idle share of a profiled step is an upper bound.
+
+``python -m megatron_hybrid.training.profiler TRACE [--steps N] [--wall-ms X]`` prints the table for any trace.
 
 That split is what says why a step is below the GEMM-bound MFU: the GEMMs' share, the non-GEMM kernels' share,
 and the communication that is not hidden.
@@ -14,6 +17,8 @@ and the communication that is not hidden.
 
 from __future__ import annotations
 
+import argparse
+import gzip
 import json
 import re
 from pathlib import Path
@@ -130,13 +135,28 @@ def to_markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _device_kernels(prof) -> list[tuple[str, float, float]]:
-    """(name, start_us, end_us) of every GPU kernel / memcpy / memset the profiler saw."""
-    out = []
-    for evt in prof.events():
-        if evt.device_type == torch.autograd.DeviceType.CUDA:
-            out.append((evt.name, float(evt.time_range.start), float(evt.time_range.end)))
-    return out
+DEVICE_EVENTS = ("kernel", "gpu_memcpy", "gpu_memset")  # not "gpu_user_annotation": NCCL's ranges would count twice
+
+
+def kernels_from_trace(path: str | Path) -> list[tuple[str, float, float]]:
+    """(name, start_us, end_us) of every GPU kernel, memcpy and memset in a Chrome trace the profiler exported."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    return [
+        (e["name"], float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0.0)))
+        for e in events
+        if e.get("ph") == "X" and e.get("cat") in DEVICE_EVENTS
+    ]
+
+
+def summarize_trace(path: str | Path, steps: int, wall_us: float | None = None) -> dict:
+    """``summarize`` of a trace file; without ``wall_us`` the window is the span of its device events."""
+    kernels = kernels_from_trace(path)
+    if wall_us is None:
+        wall_us = max((b for _, _, b in kernels), default=0.0) - min((a for _, a, _ in kernels), default=0.0)
+    return summarize(kernels, wall_us, steps)
 
 
 class StepProfiler:
@@ -170,8 +190,9 @@ class StepProfiler:
         self._prof.__exit__(None, None, None)
         prof, self._prof = self._prof, None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        prof.export_chrome_trace(str(self.out_dir / f"trace_rank{self.rank}.json.gz"))
-        summary = summarize(_device_kernels(prof), wall, self.steps)
+        trace = self.out_dir / f"trace_rank{self.rank}.json.gz"
+        prof.export_chrome_trace(str(trace))
+        summary = summarize_trace(trace, self.steps, wall)
         summary["profiled_steps"] = [self.start, self.start + self.steps - 1]
         base = self.out_dir / f"gpu_time_rank{self.rank}"
         base.with_suffix(".json").write_text(json.dumps(summary, indent=2))
@@ -184,3 +205,18 @@ def _now_us() -> float:
     import time
 
     return time.perf_counter() * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="GPU time by kernel category of a profiler trace (.json[.gz])")
+    parser.add_argument("trace")
+    parser.add_argument("--steps", type=int, default=1, help="training steps the trace covers")
+    parser.add_argument("--wall-ms", type=float, default=None, help="window length (default: span of GPU events)")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    wall = None if args.wall_ms is None else args.wall_ms * 1e3
+    print(to_markdown(summarize_trace(args.trace, args.steps, wall), args.title or Path(args.trace).name), end="")
+
+
+if __name__ == "__main__":
+    main()
