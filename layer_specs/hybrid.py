@@ -32,17 +32,23 @@ from megatron_hybrid.layers.mlp import PostNormMLP, PostNormMLPSubmodules, SwiGL
 from megatron_hybrid.layers.norms import RMSNorm
 
 DEFAULT_SLIDING_WINDOW = 4096
-BACKENDS = ("local", "transformer_engine")
+BACKENDS = ("local", "local_async_tp", "transformer_engine")
 
 
 def linear_modules(backend: str = "local"):
     """(ColumnParallel, RowParallel) linear classes of a backend (Megatron's ``--transformer-impl`` names).
 
     ``transformer_engine`` swaps in Megatron's TE linears (same arguments, same math, FP8-capable);
-    everything else in the blocks is the project's own and identical for both backends.
+    ``local_async_tp`` Megatron's local linears whose sequence-parallel collectives are pipelined with their GEMMs
+    (``megatron_hybrid.layers.async_tp``; CUDA with TP > 1 and SP, else exactly ``local``).
+    Everything else in the blocks is the project's own and identical for all backends.
     """
     if backend == "local":
         return ColumnParallelLinear, RowParallelLinear
+    if backend == "local_async_tp":
+        from megatron_hybrid.layers.async_tp import AsyncTPColumnParallelLinear, AsyncTPRowParallelLinear
+
+        return AsyncTPColumnParallelLinear, AsyncTPRowParallelLinear
     if backend == "transformer_engine":
         try:
             import transformer_engine  # noqa: F401
@@ -123,7 +129,8 @@ def hybrid_layer_specs(
 ) -> TransformerBlockSubmodules:
     """Specs of this pipeline stage's layers for ``pattern`` (default ``config.hybrid_layer_pattern``).
 
-    ``backend``: ``"local"`` (Megatron's own linears; works everywhere) or ``"transformer_engine"``.
+    ``backend``: ``"local"`` (Megatron's own linears; works everywhere), ``"local_async_tp"`` (the same, with the
+    SP collectives overlapped on CUDA) or ``"transformer_engine"``.
     """
     pattern = pattern or getattr(config, "hybrid_layer_pattern", "")
     window = sliding_window or getattr(config, "sliding_window", None) or DEFAULT_SLIDING_WINDOW

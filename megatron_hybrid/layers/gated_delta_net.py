@@ -45,6 +45,7 @@ from megatron.core.transformer.spec_utils import build_module
 from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
 
 from megatron_hybrid import ops
+from megatron_hybrid.layers.async_tp import AsyncTPRowParallelLinear
 
 IN_PROJ_PARTS = ("query", "key", "value", "z")
 IN_PROJ_BA_PARTS = ("beta", "alpha")
@@ -68,7 +69,7 @@ def _is_plain_row_parallel(linear) -> bool:
     which the mixer can do itself, including the fused wgrad accumulation into main_grad (TE's linear, a bias or CPU
     offloading: not fused)."""
     return (
-        type(linear) is RowParallelLinear
+        type(linear) in (RowParallelLinear, AsyncTPRowParallelLinear)
         and linear.input_is_parallel
         and linear.bias is None
         and not linear.explicit_expert_comm

@@ -143,6 +143,13 @@ class TrainConfig:
     exit_interval: int | None = field(
         default=None, metadata={"help": "stop (with a checkpoint) after this many steps in this process"}
     )
+    async_tensor_parallel: bool = field(
+        default=False,
+        metadata={
+            "help": "pipeline the sequence-parallel all-gathers / reduce-scatters with the linears' GEMMs "
+            "(torch symmetric memory; CUDA, TP > 1 with sequence_parallel)"
+        },
+    )
     gradient_accumulation_fusion: bool | None = field(
         default=None,
         metadata={
@@ -196,6 +203,11 @@ class TrainConfig:
             raise ValueError(
                 f"profile_step_start and profile_steps must be >= 1, got {self.profile_step_start} and "
                 f"{self.profile_steps} (profile_step_start: null turns profiling off)"
+            )
+        if self.async_tensor_parallel and (tp == 1 or not self.sequence_parallel):
+            raise ValueError(
+                "async_tensor_parallel overlaps the sequence-parallel collectives: it needs "
+                f"tensor_model_parallel_size > 1 (got {tp}) and sequence_parallel: true (got {self.sequence_parallel})"
             )
         if self.sequence_parallel and tp == 1:
             raise ValueError("sequence_parallel needs tensor_model_parallel_size > 1")

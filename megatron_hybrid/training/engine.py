@@ -88,6 +88,7 @@ def build_chunks(cfg: TrainConfig, model_cfg, tcfg) -> list:
             pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=stage),
             post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=stage),
             vp_stage=stage,
+            backend="local_async_tp" if cfg.async_tensor_parallel else "local",
         )
         if cfg.bf16:
             # All storage bf16, as Megatron's Float16Module does; the optimizer keeps fp32 master

@@ -25,9 +25,12 @@ def model_config(name: str, overrides: dict | None = None):
     return dataclasses.replace(cfg, **(overrides or {}))
 
 
-def build(cfg, tcfg, pre_process: bool, post_process: bool, vp_stage: int | None = None):
-    """One pipeline stage (or virtual stage) of the model, on this rank's device."""
-    model = build_model(cfg, tcfg, pre_process=pre_process, post_process=post_process, vp_stage=vp_stage)
+def build(cfg, tcfg, pre_process: bool, post_process: bool, vp_stage: int | None = None, backend: str = "local"):
+    """One pipeline stage (or virtual stage) of the model, on this rank's device (``backend``: the linears',
+    ``layer_specs.linear_modules``)."""
+    model = build_model(
+        cfg, tcfg, pre_process=pre_process, post_process=post_process, vp_stage=vp_stage, backend=backend
+    )
     if torch.cuda.is_available():
         model = model.cuda(torch.cuda.current_device())
     return model

@@ -126,3 +126,62 @@ def resave(rank, world, pattern, src_dir, dst_dir, tp, pp):
     os.makedirs(dst_dir, exist_ok=True)
     dist_checkpointing.save(model.sharded_state_dict(), dst_dir)
     return True
+
+
+def async_tp_linears_match(rank, world_size, fusion: bool):
+    """A column then a row linear at TP=2 with SP, Megatron's own against the async-TP subclasses on the same
+    weights and input: outputs, input gradient and weight gradients (into main_grad under ``fusion``). On gloo the
+    async path runs with plain collectives (``async_tp.force_reference``); on CUDA with torch's symm_mem ops."""
+    from megatron.core.model_parallel_config import ModelParallelConfig
+    from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
+
+    from megatron_hybrid.compat import wgrad_fusion
+    from megatron_hybrid.layers import async_tp
+
+    device = init_distributed(tensor_model_parallel_size=2, seed=7)
+    cuda = device.type == "cuda"
+    async_tp.force_reference = not cuda
+    if fusion:
+        assert wgrad_fusion.install() is not None
+    dtype = torch.bfloat16 if cuda else torch.float32
+    cfg = ModelParallelConfig(
+        tensor_model_parallel_size=2, sequence_parallel=True, use_cpu_initialization=True, params_dtype=dtype,
+        gradient_accumulation_fusion=fusion,
+    )  # fmt: skip
+    group = parallel_state.get_tensor_model_parallel_group()
+    hidden, ffn, seq, batch = 256, 512, 64, 2
+    gen = torch.Generator().manual_seed(11)
+    x_full = torch.randn(seq, batch, hidden, generator=gen)
+    dout_full = torch.randn(seq, batch, hidden, generator=gen)
+    w1 = 0.05 * torch.randn(ffn, hidden, generator=gen)
+    w2 = 0.05 * torch.randn(hidden, ffn, generator=gen)
+    shard = slice(rank * seq // 2, (rank + 1) * seq // 2)
+    fshard = slice(rank * ffn // 2, (rank + 1) * ffn // 2)
+    init = torch.nn.init.zeros_
+    results = {}
+    for name, col_cls, row_cls in (
+        ("megatron", ColumnParallelLinear, RowParallelLinear),
+        ("async", async_tp.AsyncTPColumnParallelLinear, async_tp.AsyncTPRowParallelLinear),
+    ):
+        col = col_cls(hidden, ffn, config=cfg, init_method=init, bias=False, gather_output=False, tp_group=group)
+        row = row_cls(ffn, hidden, config=cfg, init_method=init, bias=False, input_is_parallel=True,
+                      skip_bias_add=False, tp_group=group)  # fmt: skip
+        col, row = col.to(device), row.to(device)
+        with torch.no_grad():
+            col.weight.copy_(w1[fshard])
+            row.weight.copy_(w2[:, fshard])
+        for w in (col.weight, row.weight):
+            w.main_grad = torch.zeros(w.shape, device=device)
+            w.grad_added_to_main_grad = False
+        x = x_full[shard].to(device, dtype).requires_grad_()
+        hidden_act = col(x)[0]
+        out = row(torch.nn.functional.gelu(hidden_act))[0]
+        results[name + "_fns"] = [type(t.grad_fn).__name__ for t in (hidden_act, out)]
+        out.backward(dout_full[shard].to(device, dtype))
+        grads = [w.main_grad.clone() if fusion else w.grad.float() for w in (col.weight, row.weight)]
+        results[name] = [out.detach().float().cpu(), x.grad.float().cpu()] + [g.cpu() for g in grads]
+    return {
+        "rel": [((a - b).norm() / b.norm()).item() for a, b in zip(results["async"], results["megatron"], strict=True)],
+        "cuda": cuda,
+        "async_fns": results["async_fns"],
+    }
