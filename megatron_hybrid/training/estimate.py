@@ -56,8 +56,8 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
     fc1 output (2F values) and fc2 input (F). Attention block (``A``/``S``, post-norm): qkv input, q/k norm inputs,
     attention output, post-norm inputs (5 of width h), q, k, v and the output in attention layout, the log-sum-exp.
     GDN block (``G``, pre-norm): the two pre-norm outputs and the MLP's norm input (3h); the input projection
-    [q, k, v, z] (the conv's input and the gate); the kernel output; the WY inverse T (fp32, 64 per value head; not
-    with MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1). The
+    [q, k, v, z] (the conv's input and the gate); the kernel output; the WY inverse T (fp32, 64 per value head; only
+    with MEGATRON_HYBRID_GDN_RECOMPUTE_WY=0, the default solves again in the backward). The
     fused mixer (``ops.gdn_mixer``, the default) recomputes the conv, the q/k norm and v in the backward instead of
     keeping them, and does the output projection's GEMM itself, recomputing its input in the backward."""
     d, ffn = model_cfg.d_model, model_cfg.ffn_hidden
@@ -70,7 +70,7 @@ def block_activation_bytes(model_cfg, kind: str) -> float:
         vw = model_cfg.gdn_value_heads * model_cfg.gdn_v_dim  # v, z, the kernel output
         hv = model_cfg.gdn_value_heads
         small = 2 * 4 + (4 + 4 + 4 + 2) * hv  # rstds (2 block norms, out norm), g, a, b, beta
-        wy_inverse = 0 if recompute_wy() else 4 * 64 * hv  # MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1 solves again instead
+        wy_inverse = 0 if recompute_wy() else 4 * 64 * hv  # kept only with MEGATRON_HYBRID_GDN_RECOMPUTE_WY=0
         return mlp + 2 * 3 * d + 2 * (2 * qk + 2 * vw) + 2 * vw + wy_inverse + small
     raise ValueError(f"unknown block kind {kind!r} (the layer pattern's letters are G, A, S)")
 

@@ -72,10 +72,12 @@ def test_fused_mixer_varlen_equals_composed_ops():
         assert rel(a, b) < 1e-5
 
 
+@pytest.mark.parametrize("keep_wy", [False, True], ids=["wy-recomputed", "wy-kept"])
 @pytest.mark.parametrize("with_out_proj", [False, True], ids=["mixer", "mixer+out-proj"])
-def test_fused_mixer_keeps_no_recurrent_inputs(with_out_proj):
+def test_fused_mixer_keeps_no_recurrent_inputs(with_out_proj, keep_wy, monkeypatch):
     """What the Function saves for the backward: the projection (an input), the conv, norm (and output projection)
     weights, beta, the delta rule's output and its small per-token tensors; not q, k or v, nor y."""
+    monkeypatch.setenv("MEGATRON_HYBRID_GDN_RECOMPUTE_WY", "0" if keep_wy else "1")
     B, T, dims = 1, 64, (2, 2, 16, 32)
     H, HV, K, V = dims
     projected, conv_w, g, beta, norm_w = (x.requires_grad_(True) for x in make(B, T, dims))
@@ -87,13 +89,13 @@ def test_fused_mixer_keeps_no_recurrent_inputs(with_out_proj):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, out_w, dims, K**-0.5, 1e-5, None)
+        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, out_w, dims, K**-0.5, 1e-5, None, False)
     inputs = {x.untyped_storage().data_ptr() for x in (projected, conv_w, beta, norm_w, out_w) if x is not None}
     new = [t for t in saved if t is not None and t.untyped_storage().data_ptr() not in inputs]
     per_token_values = sum(t.numel() for t in new) / (B * T)
-    # o (HV*V), the WY inverse (HV*64, fp32), the cumulative decay (HV) and the norm's rstd (HV); with the output
-    # projection inside, not its input y (recomputed in the backward)
-    assert per_token_values == HV * V + HV * 64 + HV + HV
+    # o (HV*V), the norm's rstd (HV) and either the WY inverse (HV*64, fp32) with the cumulative decay (HV), or g
+    # (HV) to solve again from; with the output projection inside, not its input y (recomputed in the backward)
+    assert per_token_values == HV * V + HV + (HV * 64 + HV if keep_wy else HV)
 
 
 @pytest.mark.parametrize("B,T,dims", [(1, 37, (2, 2, 16, 32)), (2, 70, (2, 4, 16, 32))], ids=["B1", "B2-gqa"])
