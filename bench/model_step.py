@@ -51,6 +51,8 @@ def perf_medians(tb: Path, gpus: int, after_step: int, skip_steps: tuple[int, ..
         steps, values = read_curve(tb, tag)
         kept = [v for s, v in zip(steps, values) if s > after_step and s not in skip_steps]
         row[name] = float(statistics.median(kept)) if kept else float("nan")
+        if name == "tokens_per_s" and kept:  # how much the kept steps differ: a ratio below this is not a result
+            row["step_spread_percent"] = 100 * (max(kept) - min(kept)) / row[name]
     row["tokens_per_s_per_gpu"] = row.pop("tokens_per_s") / gpus
     row["mfu_percent"] = 100 * row.pop("mfu")
     return row
@@ -135,10 +137,12 @@ def write_report(args, rows: list[dict]) -> Path:
     if len(rows) == 2 and rows[1]["tokens_per_s_per_gpu"] > 0:  # nan (a failed arm) compares False
         rows[0]["vs_second_arm"] = rows[0]["tokens_per_s_per_gpu"] / rows[1]["tokens_per_s_per_gpu"]
     columns = ["arm", "layers", "gpus", "layout", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu_percent"]
-    columns += ["peak_memory_gib", "vs_second_arm"] + (["error"] if any("error" in r for r in rows) else [])
+    columns += ["peak_memory_gib", "step_spread_percent", "vs_second_arm"]
+    columns += ["error"] if any("error" in r for r in rows) else []
     notes = (
         f"Median over steps {args.warmup + 1}..{args.steps} of the trainer's own step timing (optimizer included), "
-        f"random tokens, sequence {args.seq}, global batch {args.global_batch}. `vs_second_arm`: tokens/s ratio."
+        f"random tokens, sequence {args.seq}, global batch {args.global_batch}. `step_spread_percent`: (max - min) / "
+        "median of those steps' tokens/s. `vs_second_arm`: tokens/s ratio."
     )
     return report.write(args.name, rows, columns, notes)
 

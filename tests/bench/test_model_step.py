@@ -1,0 +1,28 @@
+"""bench/model_step.py's reading of the trainer's TensorBoard scalars: medians after warm-up, skipped steps, spread."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+
+def test_perf_medians_drop_warmup_and_skipped_steps(tmp_path):
+    from model_step import perf_medians
+    from torch.utils.tensorboard import SummaryWriter
+
+    tokens = {1: 1000.0, 2: 1000.0, 3: 8000.0, 4: 8200.0, 5: 100.0, 6: 7800.0}  # warm-up 1-2, profiled step 5
+    with SummaryWriter(str(tmp_path)) as w:
+        for step, value in tokens.items():
+            w.add_scalar("perf/tokens_per_s", value, step)
+            w.add_scalar("perf/tflops_per_gpu", value / 20, step)
+            w.add_scalar("perf/mfu", 0.4, step)
+            w.add_scalar("perf/peak_memory_gib", 60.0 + step, step)
+    row = perf_medians(tmp_path, gpus=2, after_step=2, skip_steps=(5,))
+    assert row["tokens_per_s_per_gpu"] == pytest.approx(4000.0)  # median of 8000, 8200, 7800 over 2 GPUs
+    assert row["step_spread_percent"] == pytest.approx(100 * 400 / 8000)
+    assert row["mfu_percent"] == pytest.approx(40.0)
+    assert row["peak_memory_gib"] == pytest.approx(64.0)  # median of steps 3, 4, 6
