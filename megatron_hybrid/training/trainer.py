@@ -313,7 +313,9 @@ class Trainer:
             f"training {cfg.model} ({model_api.builder_name()}) from step {start} to {start + remaining} "
             f"of {self.train_iters} on {self.world} rank(s): TP={cfg.tensor_model_parallel_size} "
             f"PP={cfg.pipeline_model_parallel_size} VP={cfg.virtual_pipeline_model_parallel_size} DP={self.dp_size}, "
-            f"{self.num_micro} micro-batch(es) of {cfg.micro_batch_size} x {cfg.seq_length} per step"
+            f"{self.num_micro} micro-batch(es) of {cfg.micro_batch_size} x {cfg.seq_length} per step; "
+            f"wgrad fusion {'on' if self.engine.transformer_config.gradient_accumulation_fusion else 'off'}, "
+            f"async TP {'on' if cfg.async_tensor_parallel else 'off'}"
         )
         sigterm = _SigtermFlag(cfg.exit_on_sigterm)
         iterators = self._iterators(self.train_ds, start, remaining)
