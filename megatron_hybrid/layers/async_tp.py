@@ -15,84 +15,23 @@ the GEMM into one piece per rank and compute on the pieces already received whil
     row backward:    dx = all_gather(dy) W           fused_all_gather_matmul (the gathered dy also feeds the wgrad)
 
 The column backward is Megatron's scheme (input all-gather behind the dgrad GEMM, dgrad reduce-scatter behind the
-wgrad GEMM). Weight gradients accumulate into ``main_grad`` when ``gradient_accumulation_fusion`` is on, as
-Megatron's linears do. Used only where it applies: CUDA, sequence parallelism with TP > 1, no bias, no TE, no
-gathered output; elsewhere the layers are Megatron's own. The spec backend ``local_async_tp`` selects them
+wgrad GEMM). The GDN layer's output projection, whose GEMM runs inside the fused mixer Function, does the same
+through ``gdn_mixer(..., out_group=)`` when its out_proj is an ``AsyncTPRowParallelLinear``. Weight gradients
+accumulate into ``main_grad`` when ``gradient_accumulation_fusion`` is on, as Megatron's linears do. Used only
+where it applies: CUDA, sequence parallelism with TP > 1, no bias, no TE, no gathered output; elsewhere the layers
+are Megatron's own. The spec backend ``local_async_tp`` selects them
 (``layer_specs.linear_modules``); the trainer's ``async_tensor_parallel`` turns it on.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.distributed as dist
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 
+from megatron_hybrid.compat import fused_collectives
+from megatron_hybrid.compat.fused_collectives import collectives_for, symm_mem_ops_available
 from megatron_hybrid.compat.wgrad_fusion import accumulate_wgrad
-
-_ENABLED_GROUPS: set[str] = set()
-
-
-def symm_mem_ops_available() -> bool:
-    return (
-        torch.cuda.is_available()
-        and hasattr(torch.ops, "symm_mem")
-        and hasattr(torch.ops.symm_mem, "fused_all_gather_matmul")
-    )
-
-
-def _group_name(group) -> str:
-    """The process group's name for the symm_mem ops, with symmetric memory set up for it once (older torch needs
-    the call; newer ones warn that it is no longer needed)."""
-    name = group.group_name
-    if name not in _ENABLED_GROUPS:
-        from torch.distributed import _symmetric_memory
-
-        enable = getattr(_symmetric_memory, "enable_symm_mem_for_group", None)
-        if enable is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                enable(name)
-        _ENABLED_GROUPS.add(name)
-    return name
-
-
-class ReferenceCollectives:
-    """The three fused ops as plain collective + GEMM (same results, no overlap): the CPU tests' stand-in, and what
-    the symm_mem ops must match."""
-
-    @staticmethod
-    def all_gather_matmul(x, w, group, return_gathered):
-        full = x.new_empty((x.shape[0] * group.size(), *x.shape[1:]))
-        dist.all_gather_into_tensor(full, x.contiguous(), group=group)
-        return (full if return_gathered else None), torch.matmul(full, w)
-
-    @staticmethod
-    def matmul_reduce_scatter(x, w, group):
-        partial = torch.matmul(x, w)
-        out = partial.new_empty((partial.shape[0] // group.size(), *partial.shape[1:]))
-        dist.reduce_scatter_tensor(out, partial.contiguous(), group=group)
-        return out
-
-
-class SymmMemCollectives:
-    """PyTorch's micro-pipelined symmetric-memory versions (CUDA)."""
-
-    @staticmethod
-    def all_gather_matmul(x, w, group, return_gathered):
-        full, outs = torch.ops.symm_mem.fused_all_gather_matmul(
-            x.contiguous(), [w], 0, _group_name(group), return_A=return_gathered
-        )
-        return full, outs[0]
-
-    @staticmethod
-    def matmul_reduce_scatter(x, w, group):
-        return torch.ops.symm_mem.fused_matmul_reduce_scatter(x.contiguous(), w, "sum", 0, _group_name(group))
-
-
-def _collectives(x):
-    return SymmMemCollectives if x.is_cuda else ReferenceCollectives
 
 
 def _weight_grad(weight, total_input, grad_output, fused: bool):
@@ -110,7 +49,7 @@ class _AllGatherMatmul(torch.autograd.Function):
     def forward(ctx, x, weight, group, wgrad_fused):
         ctx.save_for_backward(x, weight)
         ctx.group, ctx.wgrad_fused = group, wgrad_fused
-        return _collectives(x).all_gather_matmul(x, weight.t(), group, False)[1]
+        return collectives_for(x).all_gather_matmul(x, weight.t(), group, False)[1]
 
     @staticmethod
     def backward(ctx, dy):
@@ -134,18 +73,19 @@ class _MatmulReduceScatter(torch.autograd.Function):
     def forward(ctx, x, weight, group, wgrad_fused):
         ctx.save_for_backward(x, weight)
         ctx.group, ctx.wgrad_fused = group, wgrad_fused
-        return _collectives(x).matmul_reduce_scatter(x, weight.t(), group)
+        return collectives_for(x).matmul_reduce_scatter(x, weight.t(), group)
 
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        dy_full, dx = _collectives(dy).all_gather_matmul(dy, weight, ctx.group, True)
+        dy_full, dx = collectives_for(dy).all_gather_matmul(dy, weight, ctx.group, True)
         return dx, _weight_grad(weight, x, dy_full, ctx.wgrad_fused), None, None
 
 
-def _overlappable(linear) -> bool:
+def _overlappable(linear, x) -> bool:
     return (
-        linear.sequence_parallel
+        (x.is_cuda and symm_mem_ops_available() or fused_collectives.force_reference)
+        and linear.sequence_parallel
         and linear.tp_group is not None
         and linear.tp_group.size() > 1
         and linear.bias is None
@@ -160,8 +100,7 @@ class AsyncTPColumnParallelLinear(ColumnParallelLinear):
     def forward(self, input_, weight=None, runtime_gather_output=None):
         gather = self.gather_output if runtime_gather_output is None else runtime_gather_output
         w = self.weight if weight is None else weight
-        use = _overlappable(self) and not gather and (input_.is_cuda and symm_mem_ops_available() or force_reference)
-        if not use:
+        if not _overlappable(self, input_) or gather:
             return super().forward(input_, weight=weight, runtime_gather_output=runtime_gather_output)
         out = _AllGatherMatmul.apply(input_, w, self.tp_group, self.gradient_accumulation_fusion)
         return out, None
@@ -171,17 +110,12 @@ class AsyncTPRowParallelLinear(RowParallelLinear):
     """Megatron's RowParallelLinear; with SP its output reduce-scatter (forward) and its gradient's all-gather
     (backward) are pipelined with the GEMMs (module docstring)."""
 
+    def overlaps(self, input_) -> bool:
+        """Whether this call takes the pipelined path (else it is Megatron's RowParallelLinear)."""
+        return _overlappable(self, input_) and self.input_is_parallel
+
     def forward(self, input_):
-        use = (
-            _overlappable(self)
-            and self.input_is_parallel
-            and (input_.is_cuda and symm_mem_ops_available() or force_reference)
-        )
-        if not use:
+        if not self.overlaps(input_):
             return super().forward(input_)
         out = _MatmulReduceScatter.apply(input_, self.weight, self.tp_group, self.gradient_accumulation_fusion)
         return out, None
-
-
-# Tests on gloo set this to run the async path with ReferenceCollectives (no symm_mem on a CPU).
-force_reference = False

@@ -201,12 +201,18 @@ class GatedDeltaNet(MegatronModule):
         # the output projection's GEMM inside the mixer Function (no copy of its input kept); the TP reduction here,
         # as RowParallelLinear does it
         fuse_out = fused and fused_out_projection() and _is_plain_row_parallel(self.out_proj)
+        # async TP: the mixer reduce-scatters its output itself, pipelined with the GEMM
+        async_out = fuse_out and isinstance(self.out_proj, AsyncTPRowParallelLinear)
+        async_out = async_out and self.out_proj.overlaps(projected)
         out = ops.gdn_mixer(
             projected, self.conv1d.weight.squeeze(1), g, beta, norm_weight, dims, scale=self.key_head_dim**-0.5,
             norm_eps=self.norm_eps, cu_seqlens=cu_seqlens, fused=fused,
             out_weight=self.out_proj.weight if fuse_out else None,
             wgrad_fused=fuse_out and self.out_proj.gradient_accumulation_fusion,
+            out_group=self.out_proj.tp_group if async_out else None,
         )  # fmt: skip
+        if async_out:
+            return out, None
         out = out.transpose(0, 1).contiguous()  # back to [s, b, .]
         if not fuse_out:
             return self.out_proj(out)

@@ -24,6 +24,7 @@ import os
 
 import torch
 
+from ..compat.fused_collectives import collectives_for
 from ..compat.wgrad_fusion import accumulate_wgrad
 from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, causal_conv1d
 from .gated_delta_rule import gated_delta_rule
@@ -67,8 +68,9 @@ def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
 class GDNMixerFunction(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, projected, conv_weight, g, beta, norm_weight, out_weight, dims, scale, norm_eps, cu_seqlens, wgrad_fused
-    ):
+        ctx, projected, conv_weight, g, beta, norm_weight, out_weight, dims, scale, norm_eps, cu_seqlens, wgrad_fused,
+        out_group,
+    ):  # fmt: skip
         H, HV, K, V = dims
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
@@ -86,10 +88,14 @@ class GDNMixerFunction(torch.autograd.Function):
             projected, conv_weight, beta, gcum, Ai, g_kept, norm_weight, out_weight, o2, rstd, *bounds
         )
         ctx.dims, ctx.scale, ctx.meta, ctx.g_dtype = dims, scale, meta, g.dtype
-        ctx.wgrad_fused = wgrad_fused
+        ctx.wgrad_fused, ctx.out_group = wgrad_fused, out_group
         y = y.view(B, T, HV * V)
+        if out_weight is None:
+            return y
+        if out_group is not None:  # async TP: the GEMM pipelined with the reduce-scatter over s: [s/tp, b, d]
+            return collectives_for(y).matmul_reduce_scatter(y.transpose(0, 1), out_weight.t(), out_group)
         # the same GEMM as Megatron's local RowParallelLinear (matmul with the weight transposed)
-        return y if out_weight is None else torch.matmul(y, out_weight.t())
+        return torch.matmul(y, out_weight.t())
 
     @staticmethod
     def backward(ctx, dout):
@@ -108,6 +114,11 @@ class GDNMixerFunction(torch.autograd.Function):
         dout_weight = y = None
         if out_weight is None:
             dy = dout
+        elif ctx.out_group is not None:  # dout [s/tp, b, d]: all-gathered while the dgrad GEMM runs on its pieces
+            dout_full, dy = collectives_for(dout).all_gather_matmul(dout, out_weight, ctx.out_group, True)
+            dy = dy.transpose(0, 1)  # [b, s, .], the rows of o2
+            dout2 = dout_full.transpose(0, 1).reshape(-1, dout.shape[-1])
+            y = torch.empty_like(o2)
         else:  # Megatron's local linear backward: dgrad dout W, wgrad dout^T y (2-D)
             dout2 = dout.reshape(-1, dout.shape[-1])
             dy = torch.matmul(dout2, out_weight)
@@ -141,7 +152,7 @@ class GDNMixerFunction(torch.autograd.Function):
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]
         )
-        return (dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, dout_weight) + (None,) * 5
+        return (dprojected, dconv_weight, dg.to(ctx.g_dtype), dbeta, dnorm_weight, dout_weight) + (None,) * 6
 
 
 def gdn_mixer(
@@ -157,6 +168,7 @@ def gdn_mixer(
     fused: bool = True,
     out_weight: torch.Tensor | None = None,
     wgrad_fused: bool = False,
+    out_group=None,
 ) -> torch.Tensor:
     """The GDN mixer from its input projection to its output projection's input.
 
@@ -173,6 +185,10 @@ def gdn_mixer(
             ``[B, T, d]``, and the fused path keeps no copy of y for the backward.
         wgrad_fused: with ``out_weight``, accumulate its gradient into ``out_weight.main_grad`` (Megatron's DDP
             buffer) inside the GEMM, as Megatron's linears do under ``gradient_accumulation_fusion``.
+        out_group: with ``out_weight``, the tensor-parallel group of a sequence-parallel output projection: the result
+            is reduce-scattered over the sequence, ``[T/tp, B, d]`` (the layer's ``[s, b]`` layout), with the GEMM
+            pipelined with the collective (async TP; ``compat/fused_collectives.py``), and the backward all-gathers
+            the output gradient the same way.
 
     Returns:
         ``[B, T, HV*V]`` (``[B, T, d]`` with ``out_weight``) in the projection's dtype.
@@ -193,6 +209,7 @@ def gdn_mixer(
         return GDNMixerFunction.apply(
             _channels_contiguous(projected), conv_weight, g.float().contiguous(), beta.contiguous(), norm_weight,
             out_weight, dims, float(scale), norm_eps, cu_seqlens, wgrad_fused and out_weight is not None,
+            out_group if out_weight is not None else None,
         )  # fmt: skip
     # the composition (the CPU path, and the reference the fused Function is tested against)
     qkv, z = projected.split([C, HV * V], dim=-1)
@@ -202,7 +219,14 @@ def gdn_mixer(
     # recompute the per-chunk states in the backward: kept, they would hold 235 MB per layer call at the Olmo shape
     o, _ = gated_delta_rule(q, k, v, g, beta, scale=scale, use_qk_l2norm=True, cu_seqlens=cu_seqlens, keep_states=False)
     y = gated_rms_norm(o, z.unflatten(-1, (HV, V)), norm_weight, eps=norm_eps).flatten(-2)
-    return y if out_weight is None else torch.matmul(y, out_weight.t())
+    if out_weight is None:
+        return y
+    out = torch.matmul(y, out_weight.t())
+    if out_group is None:
+        return out
+    from megatron.core.tensor_parallel.mappings import reduce_scatter_to_sequence_parallel_region
+
+    return reduce_scatter_to_sequence_parallel_region(out.transpose(0, 1).contiguous(), group=out_group)
 
 
 __all__ = ["GDNMixerFunction", "gdn_mixer"]

@@ -25,7 +25,7 @@ def model_config(pattern: str):
     return presets.tiny(pattern, n_layers=4, sliding_window=5)
 
 
-def _build(pattern: str, tp: int = 1, pp: int = 1, sp: bool = False):
+def _build(pattern: str, tp: int = 1, pp: int = 1, sp: bool = False, backend: str = "local"):
     init_distributed(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, seed=7)
     cfg = model_config(pattern)
     tcfg = cfg.transformer_config(
@@ -40,6 +40,7 @@ def _build(pattern: str, tp: int = 1, pp: int = 1, sp: bool = False):
         tcfg,
         pre_process=parallel_state.is_pipeline_first_stage(),
         post_process=parallel_state.is_pipeline_last_stage(),
+        backend=backend,
     )
     return cfg, tcfg, model
 
@@ -112,6 +113,26 @@ def step_and_save_grads(rank, world, pattern, ckpt_dir, grads_dir, tp, pp, sp):
     return loss
 
 
+def async_tp_model_step(rank, world, pattern, ckpt_dir):
+    """The reference weights at TP=2 with SP, one step with the local linears and one with the async-TP ones
+    (plain collectives on gloo): the loss and every gradient."""
+    from megatron_hybrid.compat import fused_collectives
+
+    fused_collectives.force_reference = True
+    out = {}
+    for backend in ("local", "local_async_tp"):
+        cfg, tcfg, model = _build(pattern, tp=2, sp=True, backend=backend)
+        _load(model, ckpt_dir)
+        loss, _ = _train_step_grads(cfg, tcfg, model)
+        kinds = sorted({type(m).__name__ for m in model.modules() if "ParallelLinear" in type(m).__name__})
+        out[backend] = {
+            "loss": loss,
+            "kinds": kinds,
+            "grads": {n: p.main_grad.clone() for n, p in model.named_parameters()},
+        }
+    return out
+
+
 def read_full_state(rank, world, pattern, ckpt_dir):
     """A checkpoint read back at TP=1/PP=1, as plain tensors."""
     cfg, tcfg, model = _build(pattern)
@@ -131,16 +152,16 @@ def resave(rank, world, pattern, src_dir, dst_dir, tp, pp):
 def async_tp_linears_match(rank, world_size, fusion: bool):
     """A column then a row linear at TP=2 with SP, Megatron's own against the async-TP subclasses on the same
     weights and input: outputs, input gradient and weight gradients (into main_grad under ``fusion``). On gloo the
-    async path runs with plain collectives (``async_tp.force_reference``); on CUDA with torch's symm_mem ops."""
+    async path runs with plain collectives (``fused_collectives.force_reference``); on CUDA, torch's symm_mem ops."""
     from megatron.core.model_parallel_config import ModelParallelConfig
     from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 
-    from megatron_hybrid.compat import wgrad_fusion
+    from megatron_hybrid.compat import fused_collectives, wgrad_fusion
     from megatron_hybrid.layers import async_tp
 
     device = init_distributed(tensor_model_parallel_size=2, seed=7)
     cuda = device.type == "cuda"
-    async_tp.force_reference = not cuda
+    fused_collectives.force_reference = not cuda
     if fusion:
         assert wgrad_fusion.install() is not None
     dtype = torch.bfloat16 if cuda else torch.float32

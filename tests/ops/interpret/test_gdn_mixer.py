@@ -89,7 +89,7 @@ def test_fused_mixer_keeps_no_recurrent_inputs(with_out_proj, keep_wy, monkeypat
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, out_w, dims, K**-0.5, 1e-5, None, False)
+        GDNMixerFunction.apply(projected, conv_w, g, beta, norm_w, out_w, dims, K**-0.5, 1e-5, None, False, None)
     inputs = {x.untyped_storage().data_ptr() for x in (projected, conv_w, beta, norm_w, out_w) if x is not None}
     new = [t for t in saved if t is not None and t.untyped_storage().data_ptr() not in inputs]
     per_token_values = sum(t.numel() for t in new) / (B * T)
@@ -190,3 +190,15 @@ def test_gdn_block_fused_out_projection_equals_module_call(monkeypatch):
     assert grads_f.keys() == grads_m.keys() and any("out_proj" in n for n in grads_f)
     for name in grads_f:
         assert rel(grads_f[name], grads_m[name]) < 1e-5, name
+
+
+def test_out_projection_reduce_scattered_inside_the_mixer():
+    """Async TP's GDN output projection: the mixer's GEMM fused with the sequence-parallel reduce-scatter (and the
+    backward's all-gather) equals the mixer followed by Megatron's reduce-scatter, at TP=2 on gloo, B=2."""
+    from tests.distributed_harness import run_on_ranks
+
+    from .async_bodies import mixer_out_projection_async_matches
+
+    for r in run_on_ranks(mixer_out_projection_async_matches, 2):
+        assert r["shape"] == (32, 2, 24)
+        assert max(r["rel"]) < 1e-5, r["rel"]  # out, dprojected, dconv, dg, dbeta, dnorm, dW
