@@ -8,6 +8,8 @@ are read back, warm-up steps dropped, and the medians reported for both arms of 
     python bench/model_step.py --gpus 4                          # full 32-layer 7B arms, trainer's layout
     python bench/model_step.py --gpus 1 --layers 8                # same widths, reduced depth, one GPU
     python bench/model_step.py --gpus 4 -- --tensor-model-parallel-size 4 --recompute-granularity full
+    python bench/model_step.py --gpus 4 --repeat 2 --arms olmo_hybrid_7b \
+        "olmo_hybrid_7b:--async-tensor-parallel true" olmo3_7b        # A/B/C twice, alternating, one call
 
 Arguments after ``--`` go to the trainer unchanged (its flag names). Results:
 ``bench/results/model_step.{json,md}`` (``--name`` changes the file name). ``--profile-step N`` also profiles
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -65,8 +68,42 @@ def random_tokens(path: Path, count: int, vocab: int, seed: int = 0) -> Path:
     return path
 
 
-def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
-    tb = workdir / f"tb_{arm}"
+def parse_arm(spec: str) -> tuple[str, list[str]]:
+    """``config`` or ``config:trainer args`` (e.g. ``olmo_hybrid_7b:--async-tensor-parallel true``) ->
+    (config, extra trainer args)."""
+    config, _, extra = spec.partition(":")
+    if not config:
+        raise ValueError(f"arm {spec!r}: give a trainer config name, optionally ':' and trainer arguments")
+    return config, shlex.split(extra)
+
+
+def add_ratios(rows: list[dict], specs: list[str]) -> None:
+    """``vs_last_arm``: each row's tokens/s over that of the last arm spec in the same round (hybrid / Olmo 3 for
+    the default arms); with several rounds, one ``median`` row per arm spec over the rounds."""
+    last = {r["round"]: r["tokens_per_s_per_gpu"] for r in rows if r["arm"] == specs[-1] and r["round"] != "median"}
+    for r in rows:
+        base = last.get(r["round"])
+        if len(specs) > 1 and base and base > 0 and r["tokens_per_s_per_gpu"] > 0:  # nan compares False
+            r["vs_last_arm"] = r["tokens_per_s_per_gpu"] / base
+    rounds = {r["round"] for r in rows}
+    if len(rounds) < 2:
+        return
+    for spec in specs:
+        mine = [r for r in rows if r["arm"] == spec and r["tokens_per_s_per_gpu"] > 0]
+        if not mine:
+            continue
+        med = {"arm": spec, "round": "median", "layers": mine[0]["layers"], "gpus": mine[0]["gpus"]}
+        med["layout"] = mine[0].get("layout", "")
+        for key in ("tokens_per_s_per_gpu", "tflops_per_gpu", "mfu_percent", "peak_memory_gib", "vs_last_arm"):
+            values = [r[key] for r in mine if key in r]
+            if values:
+                med[key] = float(statistics.median(values))
+        rows.append(med)
+
+
+def run_arm(spec: str, args, data: Path, workdir: Path, round_: int = 1) -> dict:
+    arm, extra = parse_arm(spec)
+    tb = workdir / f"tb_{round_}_{args.arms.index(spec)}"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.gpus}",
         "-m", "megatron_hybrid.train", "--config", arm,
@@ -79,17 +116,18 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
     if args.layers:
         command += ["--model-overrides.n_layers", str(args.layers)]
     if args.profile_step is not None:
-        prof = ROOT / "bench" / "results" / "profile" / f"{args.name}_{arm}"
+        prof = ROOT / "bench" / "results" / "profile" / f"{args.name}_{arm}{'_variant' if extra else ''}_r{round_}"
         command += ["--profile-step-start", str(args.profile_step), "--profile-dir", str(prof)]
     if args.gpus == 1 and not any(a.startswith("--tensor-model-parallel-size") for a in args.trainer_args):
         # the 7B configs' layout is TP=2 with sequence parallelism: one GPU runs TP=1 without it
         command += ["--tensor-model-parallel-size", "1", "--sequence-parallel", "false"]
-    command += args.trainer_args
+    command += args.trainer_args + extra
     print("+", " ".join(command), flush=True)
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # keep site dirs already set
     done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=os.environ | {"PYTHONPATH": path})
     layout = next((line for line in done.stdout.splitlines() if line.startswith("training ")), "")
-    row = {"arm": arm, "layers": args.layers or "all", "gpus": args.gpus, "layout": layout.split(": ", 1)[-1]}
+    row = {"arm": spec, "round": round_, "layers": args.layers or "all", "gpus": args.gpus}
+    row["layout"] = layout.split(": ", 1)[-1]
     if done.returncode:  # recorded, so the other arm still runs; the report says which arm failed and why
         print(f"{arm} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}", flush=True)
         error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
@@ -102,7 +140,13 @@ def run_arm(arm: str, args, data: Path, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arms", nargs="+", default=["olmo_hybrid_7b", "olmo3_7b"], help="trainer configs to time")
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["olmo_hybrid_7b", "olmo3_7b"],
+        help="trainer configs to time, each optionally 'config:trainer args' (a variant of a config)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over all arms, alternating (A B A B ...)")
     parser.add_argument("--gpus", type=int, default=1, help="processes (GPUs) per arm")
     parser.add_argument("--layers", type=int, default=None, help="reduced depth (default: the preset's)")
     parser.add_argument("--seq", type=int, default=8192, help="sequence length")
@@ -127,22 +171,24 @@ def main() -> None:
         count = (args.steps + 2) * args.global_batch * (args.seq + 1)
         data = random_tokens(workdir / "tokens.npy", count, args.vocab)
         rows = []
-        for arm in args.arms:  # the report is rewritten after each arm, so a time limit keeps the arms that finished
-            rows.append(run_arm(arm, args, data, workdir))
-            path = write_report(args, rows)
+        for round_ in range(1, args.repeat + 1):
+            for spec in args.arms:  # the report is rewritten after each arm: a time limit keeps what finished
+                rows.append(run_arm(spec, args, data, workdir, round_))
+                path = write_report(args, rows)
     print(path.read_text())
 
 
 def write_report(args, rows: list[dict]) -> Path:
-    if len(rows) == 2 and rows[1]["tokens_per_s_per_gpu"] > 0:  # nan (a failed arm) compares False
-        rows[0]["vs_second_arm"] = rows[0]["tokens_per_s_per_gpu"] / rows[1]["tokens_per_s_per_gpu"]
-    columns = ["arm", "layers", "gpus", "layout", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu_percent"]
-    columns += ["peak_memory_gib", "step_spread_percent", "vs_second_arm"]
+    rows = [dict(r) for r in rows]
+    add_ratios(rows, args.arms)
+    columns = ["arm", "round", "layers", "gpus", "layout", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu_percent"]
+    columns += ["peak_memory_gib", "step_spread_percent", "vs_last_arm"]
     columns += ["error"] if any("error" in r for r in rows) else []
     notes = (
         f"Median over steps {args.warmup + 1}..{args.steps} of the trainer's own step timing (optimizer included), "
         f"random tokens, sequence {args.seq}, global batch {args.global_batch}. `step_spread_percent`: (max - min) / "
-        "median of those steps' tokens/s. `vs_second_arm`: tokens/s ratio."
+        "median of those steps' tokens/s. `vs_last_arm`: tokens/s over the last arm's in the same round. Arms ran "
+        "one after another on the same GPUs, rounds alternating."
     )
     return report.write(args.name, rows, columns, notes)
 

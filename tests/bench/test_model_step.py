@@ -26,3 +26,31 @@ def test_perf_medians_drop_warmup_and_skipped_steps(tmp_path):
     assert row["step_spread_percent"] == pytest.approx(100 * 400 / 8000)
     assert row["mfu_percent"] == pytest.approx(40.0)
     assert row["peak_memory_gib"] == pytest.approx(64.0)  # median of steps 3, 4, 6
+
+
+def test_arm_specs_and_same_round_ratios():
+    from model_step import add_ratios, parse_arm
+
+    assert parse_arm("olmo3_7b") == ("olmo3_7b", [])
+    assert parse_arm("olmo_hybrid_7b:--async-tensor-parallel true") == (
+        "olmo_hybrid_7b",
+        ["--async-tensor-parallel", "true"],
+    )
+    with pytest.raises(ValueError, match="trainer config name"):
+        parse_arm(":--lr 1")
+    specs = ["hyb", "hyb:--x 1", "olmo"]
+    tokens = {("hyb", 1): 9.0, ("hyb:--x 1", 1): 9.9, ("olmo", 1): 9.0, ("hyb", 2): 8.8, ("hyb:--x 1", 2): float("nan")}
+    tokens[("olmo", 2)] = 8.0
+    rows = [
+        {"arm": a, "round": r, "layers": "all", "gpus": 4, "layout": "L", "tokens_per_s_per_gpu": t}
+        for (a, r), t in tokens.items()
+    ]
+    add_ratios(rows, specs)
+    by = {(r["arm"], r["round"]): r for r in rows}
+    assert by[("hyb", 1)]["vs_last_arm"] == pytest.approx(1.0)
+    assert by[("hyb:--x 1", 1)]["vs_last_arm"] == pytest.approx(1.1)
+    assert by[("hyb", 2)]["vs_last_arm"] == pytest.approx(1.1)
+    assert "vs_last_arm" not in by[("hyb:--x 1", 2)]  # a failed run (nan) gets no ratio
+    assert by[("hyb", "median")]["vs_last_arm"] == pytest.approx(1.05)
+    assert by[("hyb:--x 1", "median")]["tokens_per_s_per_gpu"] == pytest.approx(9.9)  # the failed round left out
+    assert by[("olmo", "median")]["layout"] == "L"
