@@ -13,6 +13,7 @@ have a ``main_grad`` (the DDP wrapper's buffer), so a bare model's backward must
 
 from __future__ import annotations
 
+import functools
 import os
 import types
 
@@ -31,10 +32,17 @@ def wgrad_gemm_accum_fp16(total_input: torch.Tensor, grad_output: torch.Tensor, 
     main_grad.addmm_(grad_output.t(), total_input)
 
 
+# the extension's interface, as Megatron calls it
+TORCH_IMPL = types.SimpleNamespace(
+    wgrad_gemm_accum_fp32=wgrad_gemm_accum_fp32, wgrad_gemm_accum_fp16=wgrad_gemm_accum_fp16
+)
+
+
 def _torch_has_out_dtype() -> bool:
     return hasattr(torch.ops.aten.addmm, "dtype_out")
 
 
+@functools.cache  # looked up in every fused backward: a failed import is not cached by Python itself
 def apex_extension():
     try:
         import fused_weight_gradient_mlp_cuda  # apex's, when installed
@@ -60,10 +68,7 @@ def install() -> str | None:
 
     if apex_extension() is not None:
         return "apex"  # Megatron imported it itself
-    if not isinstance(getattr(layers, "fused_weight_gradient_mlp_cuda", None), types.SimpleNamespace):
-        layers.fused_weight_gradient_mlp_cuda = types.SimpleNamespace(
-            wgrad_gemm_accum_fp32=wgrad_gemm_accum_fp32, wgrad_gemm_accum_fp16=wgrad_gemm_accum_fp16
-        )
+    layers.fused_weight_gradient_mlp_cuda = TORCH_IMPL
     layers._grad_accum_fusion_available = True
     return "torch"
 
@@ -72,9 +77,7 @@ def accumulate_wgrad(weight: torch.Tensor, total_input: torch.Tensor, grad_outpu
     """``weight.main_grad += grad_output^T total_input`` in one GEMM (2-D operands), for a fused op that computes a
     Megatron linear's weight gradient itself. Returns what Megatron's linears return then: a placeholder gradient
     that the DDP hook does not add again (``grad_added_to_main_grad``), or None for a weight outside the DDP."""
-    impl = apex_extension() or types.SimpleNamespace(
-        wgrad_gemm_accum_fp32=wgrad_gemm_accum_fp32, wgrad_gemm_accum_fp16=wgrad_gemm_accum_fp16
-    )
+    impl = apex_extension() or TORCH_IMPL
     main_grad = weight.main_grad
     if main_grad.dtype == torch.float32:
         impl.wgrad_gemm_accum_fp32(total_input, grad_output, main_grad)

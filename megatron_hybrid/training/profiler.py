@@ -35,7 +35,6 @@ CATEGORIES = (
     ("optimizer", re.compile(r"adam|multi_tensor|optimizer|clip", re.I)),
 )
 OTHER = "other (elementwise, copies, loss)"
-COMPUTE = "compute (all but communication)"
 
 
 def category(kernel_name: str) -> str:
@@ -45,17 +44,8 @@ def category(kernel_name: str) -> str:
     return OTHER
 
 
-def _union_length(intervals: list[tuple[float, float]]) -> float:
-    total, end = 0.0, float("-inf")
-    for a, b in sorted(intervals):
-        if b <= end:
-            continue
-        total += b - max(a, end)
-        end = b
-    return total
-
-
 def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of ``intervals`` as sorted, disjoint intervals."""
     merged: list[list[float]] = []
     for a, b in sorted(intervals):
         if merged and a <= merged[-1][1]:
@@ -66,16 +56,16 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _outside(intervals: list[tuple[float, float]], cover: list[tuple[float, float]]) -> float:
-    """Length of the union of ``intervals`` not covered by the (merged, sorted) ``cover``."""
-    total = 0.0
+    """Length of the union of ``intervals`` not covered by the (merged, sorted) ``cover``: one sweep over both."""
+    total, first = 0.0, 0
     for a, b in _merge(intervals):
-        length = b - a
-        for c, d in cover:
-            if d <= a:
-                continue
-            if c >= b:
-                break
+        while first < len(cover) and cover[first][1] <= a:  # ends before this interval, so before all later ones
+            first += 1
+        length, i = b - a, first
+        while i < len(cover) and cover[i][0] < b:
+            c, d = cover[i]
             length -= min(b, d) - max(a, c)
+            i += 1
         total += length
     return total
 
@@ -90,23 +80,23 @@ def summarize(kernels: list[tuple[str, float, float]], wall_us: float, steps: in
     for name, start, end in kernels:
         by_cat.setdefault(category(name), []).append((start, end))
         time_by_kernel[name] = time_by_kernel.get(name, 0.0) + (end - start)
-    compute = [iv for cat, ivs in by_cat.items() if cat != "communication" for iv in ivs]
-    comm = by_cat.get("communication", [])
-    busy = _union_length(compute + comm)
+    compute = _merge([iv for cat, ivs in by_cat.items() if cat != "communication" for iv in ivs])
+    compute_time = sum(b - a for a, b in compute)
+    exposed = _outside(by_cat.get("communication", []), compute)
+    busy = compute_time + exposed  # the union of all kernels: compute, plus communication outside it
     wall = max(wall_us, 1e-9)
     rows = []
     for cat in [c for c, _ in CATEGORIES] + [OTHER]:
         ivs = by_cat.get(cat, [])
         ms = sum(b - a for a, b in ivs) / 1e3 / steps
         rows.append({"category": cat, "ms_per_step": ms, "share_of_wall": ms * 1e3 * steps / wall, "kernels": len(ivs)})
-    exposed = _outside(comm, _merge(compute))
     top = sorted(time_by_kernel.items(), key=lambda kv: -kv[1])[:15]
     return {
         "steps": steps,
         "wall_ms_per_step": wall / 1e3 / steps,
         "busy_share": busy / wall,
         "idle_share": 1 - busy / wall,
-        "compute_share": _union_length(compute) / wall,
+        "compute_share": compute_time / wall,
         "exposed_communication_share": exposed / wall,
         "categories": rows,
         "top_kernels": [{"kernel": k[:120], "ms_per_step": t / 1e3 / steps, "category": category(k)} for k, t in top],
