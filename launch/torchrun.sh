@@ -40,10 +40,10 @@ setsid "$PYTHON" -m torch.distributed.run \
     --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \
     -m megatron_hybrid.train --config "$CONFIG" "$@" &
 LAUNCHER=$!
-SIGNALLED=0
 stop_ranks() {
-    [ "$SIGNALLED" -eq 0 ] || return 0
-    SIGNALLED=1
+    # Ignore later signals first: bash runs a handler again, nested, when the same signal arrives while it runs,
+    # so a flag tested and then set could pass twice (make's second SIGTERM; seen once in CI).
+    trap '' TERM INT
     echo "torchrun.sh: stopping; the ranks save a checkpoint first" >&2
     pkill -TERM -P "$LAUNCHER" || true
 }
