@@ -24,6 +24,9 @@ SIZES       ?= 60m 100m
 ARMS        ?= transformer hybrid gdn
 MINUTES     ?= 20
 LADDER_ARGS ?=
+# A fresh .venv holds ~5 GiB (PyPI's torch wheel for Linux is the CUDA build, with its nvidia-* libraries), and pip
+# keeps the downloaded wheels (~3 GiB) until the install ends.
+VENV_MIN_FREE_GIB ?= 9
 
 .PHONY: venv test test-gpu smoke lint format bench bench-kernels ladder pretrain-7b pretrain-7b-olmo3 tensorboard clean
 
@@ -34,10 +37,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 		echo "error: python3.12 not found (megatron-core 0.19 needs Python >= 3.12)."; \
 		echo "       install it (e.g. 'pyenv install 3.12') or run: make PYTHON312=/path/to/python3.12 ..."; \
 		exit 1; fi
+	@free=$$(df -Pk . "$${TMPDIR:-/tmp}" | awk 'NR > 1 {g = int($$4 / 1048576); if (m == "" || g < m) m = g} END {print m}'); \
+	if [ "$$free" -lt $(VENV_MIN_FREE_GIB) ]; then \
+		echo "error: $$free GiB free on the disk of $(CURDIR) or TMPDIR; setting up $(VENV) needs about $(VENV_MIN_FREE_GIB) GiB."; \
+		echo "       free some space (old clones' .venv folders are 5 GiB each), or set TMPDIR to a roomier disk,"; \
+		echo "       or lower the check with: make VENV_MIN_FREE_GIB=N ..."; \
+		exit 1; fi
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir -r requirements.txt
+	$(PY) -m pip install -q --no-cache-dir --no-deps -e .
 	@touch $@
 
 lint: venv
