@@ -25,9 +25,8 @@ NODE_RANK="${NODE_RANK:-0}"
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 
-# Megatron's TP/SP communication overlap needs kernels queued in issue order.
-export CUDA_DEVICE_MAX_CONNECTIONS="${CUDA_DEVICE_MAX_CONNECTIONS:-1}"
-export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"
+# CUDA_DEVICE_MAX_CONNECTIONS and the TORCH_NCCL_* settings come from the trainer itself
+# (megatron_hybrid/training/runtime_env.py); values exported here win.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 
 # Stopping (Ctrl-C, `kill`, or SIGTERM to the whole process group): the ranks get one SIGTERM,

@@ -35,6 +35,8 @@ CATEGORIES = (
     ("optimizer", re.compile(r"adam|multi_tensor|optimizer|clip", re.I)),
 )
 OTHER = "other (elementwise, copies, loss)"
+TOP_KERNELS = 15
+TOP_PER_CATEGORY = 8
 
 
 def category(kernel_name: str) -> str:
@@ -77,9 +79,11 @@ def summarize(kernels: list[tuple[str, float, float]], wall_us: float, steps: in
     the busy share; ``exposed communication`` is the communication time during which no compute kernel ran."""
     by_cat: dict[str, list[tuple[float, float]]] = {}
     time_by_kernel: dict[str, float] = {}
+    calls: dict[str, int] = {}
     for name, start, end in kernels:
         by_cat.setdefault(category(name), []).append((start, end))
         time_by_kernel[name] = time_by_kernel.get(name, 0.0) + (end - start)
+        calls[name] = calls.get(name, 0) + 1
     compute = _merge([iv for cat, ivs in by_cat.items() if cat != "communication" for iv in ivs])
     compute_time = sum(b - a for a, b in compute)
     exposed = _outside(by_cat.get("communication", []), compute)
@@ -90,7 +94,16 @@ def summarize(kernels: list[tuple[str, float, float]], wall_us: float, steps: in
         ivs = by_cat.get(cat, [])
         ms = sum(b - a for a, b in ivs) / 1e3 / steps
         rows.append({"category": cat, "ms_per_step": ms, "share_of_wall": ms * 1e3 * steps / wall, "kernels": len(ivs)})
-    top = sorted(time_by_kernel.items(), key=lambda kv: -kv[1])[:15]
+    ranked = sorted(time_by_kernel.items(), key=lambda kv: -kv[1])
+
+    def kernel_row(name: str, us: float) -> dict:
+        return {"kernel": name[:160], "ms_per_step": us / 1e3 / steps, "calls_per_step": calls[name] / steps}
+
+    by_category: dict[str, list[dict]] = {}
+    for name, us in ranked:  # the largest few of every category: where the next fusion would pay
+        rows_of = by_category.setdefault(category(name), [])
+        if len(rows_of) < TOP_PER_CATEGORY:
+            rows_of.append(kernel_row(name, us))
     return {
         "steps": steps,
         "wall_ms_per_step": wall / 1e3 / steps,
@@ -99,7 +112,8 @@ def summarize(kernels: list[tuple[str, float, float]], wall_us: float, steps: in
         "compute_share": compute_time / wall,
         "exposed_communication_share": exposed / wall,
         "categories": rows,
-        "top_kernels": [{"kernel": k[:120], "ms_per_step": t / 1e3 / steps, "category": category(k)} for k, t in top],
+        "top_kernels": [kernel_row(k, t) | {"category": category(k)} for k, t in ranked[:TOP_KERNELS]],
+        "top_kernels_by_category": by_category,
     }
 
 
@@ -118,11 +132,19 @@ def to_markdown(summary: dict, title: str) -> str:
     ]
     for r in s["categories"]:
         lines.append(f"| {r['category']} | {r['ms_per_step']:.1f} | {100 * r['share_of_wall']:.1f}% | {r['kernels']} |")
-    lines += ["", "Top kernels:", "", "| kernel | category | ms per step |", "|---|---|---|"]
+    lines += ["", "Top kernels:", "", "| kernel | category | ms per step | calls per step |", "|---|---|---|---|"]
     for r in s["top_kernels"]:
-        name = r["kernel"].replace("|", "/")
-        lines.append(f"| `{name}` | {r['category']} | {r['ms_per_step']:.2f} |")
+        lines.append(f"| `{_cell(r['kernel'])}` | {r['category']} | {r['ms_per_step']:.2f} | {r['calls_per_step']:g} |")
+    lines += ["", "Largest kernels of each category:", "", "| category | kernel | ms per step | calls per step |"]
+    lines.append("|---|---|---|---|")
+    for cat, rows in s.get("top_kernels_by_category", {}).items():
+        for r in rows:
+            lines.append(f"| {cat} | `{_cell(r['kernel'])}` | {r['ms_per_step']:.2f} | {r['calls_per_step']:g} |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
 
 
 DEVICE_EVENTS = ("kernel", "gpu_memcpy", "gpu_memset")  # not "gpu_user_annotation": NCCL's ranges would count twice

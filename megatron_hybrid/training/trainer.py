@@ -38,6 +38,7 @@ from megatron_hybrid.training.engine import build_engine
 from megatron_hybrid.training.loss import lm_loss
 from megatron_hybrid.training.monitor import Monitor, config_text
 from megatron_hybrid.training.profiler import StepProfiler
+from megatron_hybrid.training.runtime_env import apply_runtime_env
 from megatron_hybrid.training.stability import SpikeDetector
 
 
@@ -100,6 +101,7 @@ def _reduce_stats(losses: list, device) -> tuple[float, float]:
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        self.runtime_env = apply_runtime_env()  # before CUDA and NCCL start: they read it once
         self.device = init_distributed(
             cfg.tensor_model_parallel_size,
             cfg.pipeline_model_parallel_size,
@@ -315,7 +317,8 @@ class Trainer:
             f"PP={cfg.pipeline_model_parallel_size} VP={cfg.virtual_pipeline_model_parallel_size} DP={self.dp_size}, "
             f"{self.num_micro} micro-batch(es) of {cfg.micro_batch_size} x {cfg.seq_length} per step; "
             f"wgrad fusion {'on' if self.engine.transformer_config.gradient_accumulation_fusion else 'off'}, "
-            f"async TP {'on' if cfg.async_tensor_parallel else 'off'}"
+            f"async TP {'on' if cfg.async_tensor_parallel else 'off'}; "
+            + " ".join(f"{key}={value}" for key, value in self.runtime_env.items())
         )
         sigterm = _SigtermFlag(cfg.exit_on_sigterm)
         iterators = self._iterators(self.train_ds, start, remaining)

@@ -132,3 +132,13 @@ def test_checkpoint_compatibility_messages(tmp_path):
     with pytest.raises(CheckpointMismatchError, match="another parallel layout.*tensor_model_parallel_size"):
         check_compatible(meta, {"d_model": 48, "n_layers": 4}, {"tensor_model_parallel_size": 2}, False, tmp_path)
     check_compatible(meta, {"d_model": 48, "n_layers": 4}, {"tensor_model_parallel_size": 2}, True, tmp_path)
+
+
+def test_runtime_env_fills_what_the_launcher_left_unset():
+    from megatron_hybrid.training.runtime_env import RUNTIME_ENV, apply_runtime_env
+
+    env = {"CUDA_DEVICE_MAX_CONNECTIONS": "8", "PATH": "/bin"}
+    in_effect = apply_runtime_env(env)
+    assert in_effect["CUDA_DEVICE_MAX_CONNECTIONS"] == "8"  # the user's value wins
+    assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == RUNTIME_ENV["TORCH_NCCL_ASYNC_ERROR_HANDLING"]
+    assert set(in_effect) == set(RUNTIME_ENV) and env["PATH"] == "/bin"

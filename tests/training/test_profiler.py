@@ -30,18 +30,22 @@ def test_summary_counts_overlap_exposure_and_idle():
     # 100 us window, 2 steps: GEMM 0-40, attention 30-50 (overlaps the GEMM by 10), NCCL 45-70 (45-50 hidden under
     # attention, 50-70 exposed), nothing from 70 to 100 (idle 30).
     kernels = [("sm90_xmma_gemm_x", 0, 40), ("flash_fwd_kernel", 30, 50), ("ncclDevKernel_ReduceScatter", 45, 70)]
+    kernels += [("elementwise_add", 80 + i, 81 + i) for i in range(4)]  # four calls, 1 us each: idle 30 -> 26
     s = summarize(kernels, wall_us=100.0, steps=2)
     cats = {r["category"]: r for r in s["categories"]}
     assert cats["gemm"]["ms_per_step"] == pytest.approx(0.020)
     assert cats["attention"]["share_of_wall"] == pytest.approx(0.20)
     assert cats["communication"]["kernels"] == 1
-    assert s["busy_share"] == pytest.approx(0.70)
-    assert s["idle_share"] == pytest.approx(0.30)
-    assert s["compute_share"] == pytest.approx(0.50)
+    assert s["busy_share"] == pytest.approx(0.74)
+    assert s["idle_share"] == pytest.approx(0.26)
+    assert s["compute_share"] == pytest.approx(0.54)
     assert s["exposed_communication_share"] == pytest.approx(0.20)
     assert s["top_kernels"][0]["kernel"] == "sm90_xmma_gemm_x"
+    (add,) = s["top_kernels_by_category"]["other (elementwise, copies, loss)"]
+    assert add == {"kernel": "elementwise_add", "ms_per_step": pytest.approx(0.002), "calls_per_step": 2}
     md = to_markdown(s, "t")
     assert "| gemm | 0.0 | 40.0% | 1 |" in md and "communication not overlapped by compute 20.0%" in md
+    assert "| other (elementwise, copies, loss) | `elementwise_add` | 0.00 | 2 |" in md
 
 
 def test_profile_window_is_checked():
