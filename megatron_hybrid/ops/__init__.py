@@ -5,6 +5,7 @@ Shapes follow ``[B, T, H, D]``. Every public op dispatches the same way: Triton 
 """
 
 from .conv1d import causal_conv1d
+from .cross_entropy import vocab_parallel_lse
 from .gated_delta_rule import (
     chunk_gated_delta_rule,
     fused_recurrent_gated_delta_rule,
@@ -30,4 +31,5 @@ __all__ = [
     "rms_norm",
     "swiglu",
     "torch_chunk_gated_delta_rule",
+    "vocab_parallel_lse",
 ]

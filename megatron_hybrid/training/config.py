@@ -157,6 +157,13 @@ class TrainConfig:
             "with out_dtype; CUDA only); null = when available, true = required"
         },
     )
+    fused_cross_entropy: bool = field(
+        default=False,
+        metadata={
+            "help": "cross-entropy and z-loss in Triton kernels that read the logits once and write their gradient "
+            "over them (torch ops otherwise: fp32 copies of the logits live until the backward)"
+        },
+    )
     profile_step_start: int | None = field(
         default=None, metadata={"help": "profile from this step (1-based) with the PyTorch profiler; null = off"}
     )

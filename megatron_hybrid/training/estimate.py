@@ -98,7 +98,10 @@ def memory_estimate(cfg: TrainConfig, model_cfg, world_size: int) -> dict:
     act_per_layer /= tp if (cfg.sequence_parallel or tp == 1) else 1
     in_flight = min(pp, cfg.global_batch_size // (b * dp)) if pp > 1 else 1
     activations = act_per_layer * (layers / pp) * in_flight
-    logits = 3 * 4 * s * b * vocab / tp if pp == 1 else 0  # fp32 logits, softmax and grad on the last stage
+    # On the last stage: the torch loss holds fp32 logits, their exp and the fp32 gradient; the fused one holds the
+    # bf16 logits and writes the gradient over them.
+    logit_b = 2 if cfg.fused_cross_entropy else 3 * 4
+    logits = logit_b * s * b * vocab / tp if pp == 1 else 0
     parts = {
         "weights": stage_params * weight_b,
         "gradients": stage_params * grad_b,

@@ -67,17 +67,17 @@ def default_eod(vocab_size: int) -> int:
     return 100257 if vocab_size > 100257 else vocab_size - 1
 
 
-def _forward_step(device, z_loss_weight, data_iterator, model):
+def _forward_step(device, z_loss_weight, fused_loss, data_iterator, model):
     batch = next(data_iterator)
     tokens = batch["tokens"].to(device, non_blocking=True)
     labels = batch["labels"].to(device, non_blocking=True)
     position_ids = torch.arange(tokens.shape[1], device=device).unsqueeze(0).expand_as(tokens)
     output = model(tokens, position_ids, None)
-    return output, partial(_loss_func, labels, z_loss_weight)
+    return output, partial(_loss_func, labels, z_loss_weight, fused=fused_loss)
 
 
-def _loss_func(labels, z_loss_weight, logits):
-    ce, z = lm_loss(logits, labels, z_loss_weight)
+def _loss_func(labels, z_loss_weight, logits, fused=False):
+    ce, z = lm_loss(logits, labels, z_loss_weight, fused=fused)
     count = torch.tensor(labels.numel(), device=labels.device, dtype=torch.int)
     stats = torch.stack([ce.detach().sum(), z.detach().sum(), count.float()])
     # Megatron divides by the token count and the number of micro-batches: a per-token mean.
@@ -255,7 +255,7 @@ class Trainer:
 
     def _run_schedule(self, iterators, forward_only: bool) -> list:
         return self.forward_backward(
-            forward_step_func=partial(_forward_step, self.device, self.cfg.z_loss_weight),
+            forward_step_func=partial(_forward_step, self.device, self.cfg.z_loss_weight, self.cfg.fused_cross_entropy),
             data_iterator=iterators,
             model=self.engine.chunks,
             num_microbatches=self.num_micro,

@@ -156,11 +156,11 @@ def failures(rank, world_size, prefix, workdir):
     real_loss = trainer_mod._loss_func
     calls = {"n": 0, "nan_from": 9, "nan_to": 9}  # 4 micro-batches per step: the first of step 3 is NaN
 
-    def nan_loss(labels, z_loss_weight, logits):
+    def nan_loss(labels, z_loss_weight, logits, **kwargs):
         calls["n"] += 1
         if calls["nan_from"] <= calls["n"] <= calls["nan_to"]:
             logits = logits * float("nan")
-        return real_loss(labels, z_loss_weight, logits)
+        return real_loss(labels, z_loss_weight, logits, **kwargs)
 
     trainer_mod._loss_func = nan_loss
     try:
