@@ -8,7 +8,7 @@ Differences from Megatron's ``SelfAttention`` that Olmo needs:
 - An optional sliding window (Olmo 3's ``S`` layers), carried in the layer's spec.
 - Olmo's "reordered" post-norm: the block output is ``x + RMSNorm(attn(x))``; the norm lives
   here (``post_norm``) so Megatron's stock ``TransformerLayer`` can host the block.
-- RoPE applied in fp32 as ``transformers`` does.
+- RoPE applied in fp32 as ``transformers`` does (``ops.rope``: one Triton kernel each way on CUDA).
 
 The fused QKV projection is laid out per query group, ``[q_g (heads/groups x d), k_g, v_g]`` for
 each group, like Megatron's ``linear_qkv``: a contiguous TP split is a split by heads, so
@@ -62,19 +62,12 @@ def _dp_cp_group(metadata):
     return ensure_metadata_has_dp_cp_group(metadata)["dp_cp_group"]
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """RoPE (non-interleaved halves) in fp32; ``x`` is ``[s, b, h, d]``, ``freqs`` ``[s, 1, 1, d]``."""
+def rope_tables(freqs: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos``, ``sin`` ``[s, d]`` fp32 of Megatron's rotary angles ``[s, 1, 1, d]``."""
     # Megatron keeps inv_freq outside the module's buffers: a model built on the CPU and moved
     # to the GPU still produces CPU frequencies.
-    freqs = freqs.to(device=x.device, dtype=torch.float32)
-    cos, sin = freqs.cos(), freqs.sin()
-    h = x.float()
-    return (h * cos + rotate_half(h) * sin).to(x.dtype)
+    freqs = freqs.to(device=device, dtype=torch.float32).flatten(1)
+    return freqs.cos(), freqs.sin()
 
 
 @dataclass
@@ -164,7 +157,8 @@ class OlmoSelfAttention(MegatronModule):
         v = v.view(s, b, self.num_groups_local_tp, self.head_dim)
         if rotary_pos_emb is not None:
             freqs = rotary_pos_emb[0] if isinstance(rotary_pos_emb, tuple) else rotary_pos_emb
-            q, k = apply_rope(q, freqs[:s]), apply_rope(k, freqs[:s])
+            cos, sin = rope_tables(freqs[:s], q.device)
+            q, k = ops.rope(q, cos, sin), ops.rope(k, cos, sin)
         # [s, b, h, d] -> [b, h, s, d]
         q, k, v = (t.permute(1, 2, 0, 3) for t in (q, k, v))
         out = causal_attention(q, k, v, scale=self.head_dim**-0.5, window=self.sliding_window)

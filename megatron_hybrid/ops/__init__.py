@@ -16,6 +16,7 @@ from .gated_delta_rule import (
 from .gates import gdn_gates
 from .gdn_mixer import gdn_mixer
 from .norms import gated_rms_norm, l2norm, rms_norm
+from .rope import rope
 from .swiglu import swiglu
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "l2norm",
     "naive_recurrent_gated_delta_rule",
     "rms_norm",
+    "rope",
     "swiglu",
     "torch_chunk_gated_delta_rule",
     "vocab_parallel_lse",

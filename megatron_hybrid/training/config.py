@@ -157,11 +157,11 @@ class TrainConfig:
             "with out_dtype; CUDA only); null = when available, true = required"
         },
     )
-    fused_cross_entropy: bool = field(
-        default=False,
+    fused_cross_entropy: bool | None = field(
+        default=None,
         metadata={
             "help": "cross-entropy and z-loss in Triton kernels that read the logits once and write their gradient "
-            "over them (torch ops otherwise: fp32 copies of the logits live until the backward)"
+            "over them (torch ops otherwise: fp32 copies of the logits live until the backward); null = on CUDA"
         },
     )
     profile_step_start: int | None = field(

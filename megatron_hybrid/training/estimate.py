@@ -100,7 +100,7 @@ def memory_estimate(cfg: TrainConfig, model_cfg, world_size: int) -> dict:
     activations = act_per_layer * (layers / pp) * in_flight
     # On the last stage: the torch loss holds fp32 logits, their exp and the fp32 gradient; the fused one holds the
     # bf16 logits and writes the gradient over them.
-    logit_b = 2 if cfg.fused_cross_entropy else 3 * 4
+    logit_b = 3 * 4 if cfg.fused_cross_entropy is False else 2  # null: fused on the GPUs this estimates
     logits = logit_b * s * b * vocab / tp if pp == 1 else 0
     parts = {
         "weights": stage_params * weight_b,

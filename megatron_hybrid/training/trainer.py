@@ -31,6 +31,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron_hybrid.compat.distributed import init_distributed
 from megatron_hybrid.data import loader as default_loader
 from megatron_hybrid.data.datasets import build_datasets
+from megatron_hybrid.ops.gated_delta_rule.utils import is_interpret
 from megatron_hybrid.training import checkpoint as ckpt
 from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
@@ -110,6 +111,10 @@ class Trainer:
         )
         self.world = dist.get_world_size()
         cfg.check(self.world)
+        if cfg.fused_cross_entropy is None:  # resolved here, so the log and every micro-batch agree
+            cfg.fused_cross_entropy = self.device.type == "cuda" or is_interpret()
+        elif cfg.fused_cross_entropy and not (self.device.type == "cuda" or is_interpret()):
+            raise ValueError("fused_cross_entropy: true needs CUDA (Triton kernels); set it to null or false")
         self.dp_size = parallel_state.get_data_parallel_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.num_micro = cfg.global_batch_size // (cfg.micro_batch_size * self.dp_size)
@@ -317,7 +322,8 @@ class Trainer:
             f"PP={cfg.pipeline_model_parallel_size} VP={cfg.virtual_pipeline_model_parallel_size} DP={self.dp_size}, "
             f"{self.num_micro} micro-batch(es) of {cfg.micro_batch_size} x {cfg.seq_length} per step; "
             f"wgrad fusion {'on' if self.engine.transformer_config.gradient_accumulation_fusion else 'off'}, "
-            f"async TP {'on' if cfg.async_tensor_parallel else 'off'}; "
+            f"async TP {'on' if cfg.async_tensor_parallel else 'off'}, "
+            f"fused loss {'on' if cfg.fused_cross_entropy else 'off'}; "
             + " ".join(f"{key}={value}" for key, value in self.runtime_env.items())
         )
         sigterm = _SigtermFlag(cfg.exit_on_sigterm)

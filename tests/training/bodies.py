@@ -117,6 +117,12 @@ def failures(rank, world_size, prefix, workdir):
         results["vocab"] = "no error"
     except DataError as e:
         results["vocab"] = str(e)
+    # 1b. the fused loss asked for on a machine without CUDA.
+    try:
+        trainer_mod.Trainer(base_config(prefix, workdir, fused_cross_entropy=True))
+        results["fused_loss"] = "no error"
+    except ValueError as e:
+        results["fused_loss"] = str(e)
     # 2. SIGTERM to every process of the job after step 2 (as SLURM preemption does, data workers
     #    included): saves and exits cleanly. The rank leads its own process group for this.
     ckpt = str(Path(workdir) / "sigterm")

@@ -49,6 +49,7 @@ def test_kill_during_save_keeps_last_good_checkpoint(corpus, tmp_path):
 def test_failures_are_named_and_handled(corpus, tmp_path):
     r = run_on_ranks(bodies.failures, 1, (corpus, str(tmp_path)))[0]
     assert "stdlib.bin" in r["vocab"] and ">= the model's vocab size 200" in r["vocab"]
+    assert "fused_cross_entropy: true needs CUDA" in r["fused_loss"]
     assert r["sigterm"] == ("SIGTERM", 2, "iter_0000002")
     assert r["stop_file"] == ("stop file", 1, False)
     assert "another model" in r["mismatch"] and "ffn_hidden" in r["mismatch"]

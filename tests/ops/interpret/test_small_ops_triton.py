@@ -112,6 +112,31 @@ def test_rms_norm_split_over_ranks():
     assert rel(y_s, y) < 1e-5 and rel(dx_s, x.grad) < 1e-5 and rel(dw_s, w.grad) < 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_rope(dtype):
+    """Fused RoPE against the torch ops, forward and backward: a contiguous x, and a strided one (k as a slice of a
+    wider [s, b, groups, 3, d] projection, as the attention layer's split leaves it)."""
+    from megatron_hybrid.layers.attention import rope_tables
+    from megatron_hybrid.ops.rope import rope, rope_torch
+
+    s, b, h, d = 7, 2, 3, 32
+    inv_freq = 1.0 / (500000 ** (torch.arange(0, d, 2).float() / d))
+    freqs = torch.outer(torch.arange(s).float(), inv_freq)
+    cos, sin = rope_tables(torch.cat([freqs, freqs], -1)[:, None, None, :], torch.device("cpu"))
+    tol = 1e-6 if dtype == torch.float32 else 1e-3
+    x = torch.randn(s, b, h, d).to(dtype)
+    check(lambda t: rope(t, cos, sin), lambda t: rope_torch(t, cos, sin), x, tol=tol)
+    wide = torch.randn(s, b, h, 3, d).to(dtype)
+    strided = wide[:, :, :, 1]
+    assert strided.stride() == (b * h * 3 * d, h * 3 * d, 3 * d, 1)
+    y = rope(strided, cos, sin)
+    assert y.is_contiguous() and rel(y, rope_torch(strided, cos, sin)) < tol
+    with pytest.raises(ValueError, match="cos and sin must be fp32"):
+        rope(x, cos.half(), sin.half())
+    with pytest.raises(ValueError, match=r"\[s, b, h, d\] with an even d"):
+        rope(x[..., :-1], cos, sin)
+
+
 def _lse_reference(logits, targets):
     x = logits.double()
     return torch.logsumexp(x, -1), x.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
