@@ -10,6 +10,7 @@ are read back, warm-up steps dropped, and the medians reported for both arms of 
     python bench/model_step.py --gpus 4 -- --tensor-model-parallel-size 4 --recompute-granularity full
     python bench/model_step.py --gpus 4 --repeat 2 --arms olmo_hybrid_7b \
         "olmo_hybrid_7b:--async-tensor-parallel true" olmo3_7b        # A/B/C twice, alternating, one call
+    python bench/model_step.py --gpus 4 --arms olmo3_7b "olmo3_7b:MEGATRON_HYBRID_FUSED_ROPE=0"   # env per arm
 
 Arguments after ``--`` go to the trainer unchanged (its flag names). Results:
 ``bench/results/model_step.{json,md}`` (``--name`` changes the file name). ``--profile-step N`` also profiles
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -68,13 +70,19 @@ def random_tokens(path: Path, count: int, vocab: int, seed: int = 0) -> Path:
     return path
 
 
-def parse_arm(spec: str) -> tuple[str, list[str]]:
-    """``config`` or ``config:trainer args`` (e.g. ``olmo_hybrid_7b:--async-tensor-parallel true``) ->
-    (config, extra trainer args)."""
+ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+
+
+def parse_arm(spec: str) -> tuple[str, list[str], dict[str, str]]:
+    """``config`` or ``config:words``, where the words are trainer arguments and ``NAME=value`` environment
+    settings for this arm only (e.g. ``olmo3_7b:MEGATRON_HYBRID_FUSED_ROPE=0 --fused-cross-entropy false``) ->
+    (config, extra trainer args, extra environment)."""
     config, _, extra = spec.partition(":")
     if not config:
         raise ValueError(f"arm {spec!r}: give a trainer config name, optionally ':' and trainer arguments")
-    return config, shlex.split(extra)
+    words = shlex.split(extra)
+    env = dict(w.split("=", 1) for w in words if ENV_WORD.match(w))
+    return config, [w for w in words if not ENV_WORD.match(w)], env
 
 
 def add_ratios(rows: list[dict], specs: list[str]) -> None:
@@ -102,7 +110,7 @@ def add_ratios(rows: list[dict], specs: list[str]) -> None:
 
 
 def run_arm(spec: str, args, data: Path, workdir: Path, round_: int = 1) -> dict:
-    arm, extra = parse_arm(spec)
+    arm, extra, arm_env = parse_arm(spec)
     tb = workdir / f"tb_{round_}_{args.arms.index(spec)}"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.gpus}",
@@ -116,15 +124,17 @@ def run_arm(spec: str, args, data: Path, workdir: Path, round_: int = 1) -> dict
     if args.layers:
         command += ["--model-overrides.n_layers", str(args.layers)]
     if args.profile_step is not None:
-        prof = ROOT / "bench" / "results" / "profile" / f"{args.name}_{arm}{'_variant' if extra else ''}_r{round_}"
+        variant = "_variant" if extra or arm_env else ""
+        prof = ROOT / "bench" / "results" / "profile" / f"{args.name}_{arm}{variant}_r{round_}"
         command += ["--profile-step-start", str(args.profile_step), "--profile-dir", str(prof)]
     if args.gpus == 1 and not any(a.startswith("--tensor-model-parallel-size") for a in args.trainer_args):
         # the 7B configs' layout is TP=2 with sequence parallelism: one GPU runs TP=1 without it
         command += ["--tensor-model-parallel-size", "1", "--sequence-parallel", "false"]
     command += args.trainer_args + extra
-    print("+", " ".join(command), flush=True)
+    print("+", *(f"{k}={v}" for k, v in arm_env.items()), " ".join(command), flush=True)
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # keep site dirs already set
-    done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=os.environ | {"PYTHONPATH": path})
+    env = os.environ | arm_env | {"PYTHONPATH": path}
+    done = subprocess.run(command, cwd=ROOT, text=True, capture_output=True, env=env)
     layout = next((line for line in done.stdout.splitlines() if line.startswith("training ")), "")
     row = {"arm": spec, "round": round_, "layers": args.layers or "all", "gpus": args.gpus}
     row["layout"] = layout.split(": ", 1)[-1]
@@ -144,7 +154,7 @@ def main() -> None:
         "--arms",
         nargs="+",
         default=["olmo_hybrid_7b", "olmo3_7b"],
-        help="trainer configs to time, each optionally 'config:trainer args' (a variant of a config)",
+        help="trainer configs to time, each optionally 'config:trainer args and NAME=value settings' (a variant)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds over all arms, alternating (A B A B ...)")
     parser.add_argument("--gpus", type=int, default=1, help="processes (GPUs) per arm")

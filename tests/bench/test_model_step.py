@@ -31,10 +31,16 @@ def test_perf_medians_drop_warmup_and_skipped_steps(tmp_path):
 def test_arm_specs_and_same_round_ratios():
     from model_step import add_ratios, parse_arm
 
-    assert parse_arm("olmo3_7b") == ("olmo3_7b", [])
+    assert parse_arm("olmo3_7b") == ("olmo3_7b", [], {})
     assert parse_arm("olmo_hybrid_7b:--async-tensor-parallel true") == (
         "olmo_hybrid_7b",
         ["--async-tensor-parallel", "true"],
+        {},
+    )
+    assert parse_arm("olmo3_7b:MEGATRON_HYBRID_FUSED_ROPE=0 --lr 1e-3 CUDA_DEVICE_MAX_CONNECTIONS=8") == (
+        "olmo3_7b",
+        ["--lr", "1e-3"],
+        {"MEGATRON_HYBRID_FUSED_ROPE": "0", "CUDA_DEVICE_MAX_CONNECTIONS": "8"},
     )
     with pytest.raises(ValueError, match="trainer config name"):
         parse_arm(":--lr 1")
