@@ -82,12 +82,25 @@ def mcore_gdn(tcfg, ours):
     return module
 
 
-def measure(name, module, x, rows, **extra):
+def rotary_angles(cfg, seq: int) -> torch.Tensor | None:
+    """Megatron's RoPE angles [s, 1, 1, d] for the model's attention layers, as GPTModel passes them (None: NoPE)."""
+    if cfg.rope_theta is None:
+        return None
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    rotary = RotaryEmbedding(kv_channels=cfg.attn_head_dim, rotary_percent=1.0, rotary_base=cfg.rope_theta)
+    return rotary(seq).cuda()
+
+
+def measure(name, module, x, rows, rotary_pos_emb=None, **extra):
+    """``rotary_pos_emb``: the angles an attention layer (or a block around one) applies, as in the model."""
     x = x.detach().requires_grad_(True)
     params = [p for p in module.parameters() if p.requires_grad]
+    takes_mask = "attention_mask" in module.forward.__code__.co_varnames
+    kwargs = {"attention_mask": None, "rotary_pos_emb": rotary_pos_emb} if takes_mask else {}
 
     def forward():
-        out = module(x, attention_mask=None) if "attention_mask" in module.forward.__code__.co_varnames else module(x)
+        out = module(x, **kwargs)
         return out[0] if isinstance(out, tuple) else out
 
     grad = torch.randn_like(forward())
@@ -180,29 +193,37 @@ def main() -> None:
         except ImportError as err:
             print(f"Megatron-Core GDN skipped: {err}")
     del ours
-    for label, tcfg, x, window in (
-        ("attention mixer, full causal (d=3840, 30 heads)", hybrid_tcfg, x_hybrid, None),
-        ("attention mixer, full causal (d=4096, 32 heads)", olmo3_tcfg, x_olmo3, None),
-        ("attention mixer, window 4096 (d=4096, 32 heads)", olmo3_tcfg, x_olmo3, 4096),
+    rope_hybrid, rope_olmo3 = rotary_angles(hybrid, args.seq), rotary_angles(olmo3, args.seq)
+    for label, tcfg, x, window, angles in (
+        ("attention mixer, full causal (d=3840, 30 heads)", hybrid_tcfg, x_hybrid, None, rope_hybrid),
+        ("attention mixer, full causal (d=4096, 32 heads)", olmo3_tcfg, x_olmo3, None, rope_olmo3),
+        ("attention mixer, window 4096 (d=4096, 32 heads)", olmo3_tcfg, x_olmo3, 4096, rope_olmo3),
     ):
         mixer = build_mixer(attention_layer_spec(window), tcfg)
-        measure(label, mixer, x, rows, **shape)
+        measure(label, mixer, x, rows, rotary_pos_emb=angles, **shape)
+        if window:  # the RoPE kernel's share, same run: RoPE as the torch ops
+            with mock.patch.dict(os.environ, MEGATRON_HYBRID_FUSED_ROPE="0"):
+                measure(label + ", RoPE as torch ops", mixer, x, rows, rotary_pos_emb=angles, **shape)
         del mixer
 
     gdn_block = build_layer(gdn_layer_spec(), hybrid_tcfg)
     measure("block: Olmo Hybrid GDN (pre-norm, + MLP 11008)", gdn_block, x_hybrid, rows, **shape)
-    for label, spec, tcfg, x in (
-        ("block: Olmo 3 sliding-window attention (+ MLP)", attention_layer_spec(4096), olmo3_tcfg, x_olmo3),
-        ("block: Olmo Hybrid full attention (+ MLP)", attention_layer_spec(None), hybrid_tcfg, x_hybrid),
-        ("block: Olmo 3 full attention (+ MLP)", attention_layer_spec(None), olmo3_tcfg, x_olmo3),
+    for label, spec, tcfg, x, angles in (
+        ("block: Olmo 3 sliding-window attention (+ MLP)", attention_layer_spec(4096), olmo3_tcfg, x_olmo3, rope_olmo3),
+        ("block: Olmo Hybrid full attention (+ MLP)", attention_layer_spec(None), hybrid_tcfg, x_hybrid, rope_hybrid),
+        ("block: Olmo 3 full attention (+ MLP)", attention_layer_spec(None), olmo3_tcfg, x_olmo3, rope_olmo3),
     ):
         block = build_layer(spec, tcfg)
-        measure(label, block, x, rows, **shape)
+        measure(label, block, x, rows, rotary_pos_emb=angles, **shape)
         del block
 
     print(profile_step(gdn_block, x_hybrid, out_dir, "gdn_block_profile", f"One Olmo Hybrid GDN block step ({step})"))
     columns = ["module", "seq", "batch", "fwd_ms", "fwd_bwd_ms", "peak_extra_MiB"]
-    notes = "Peak extra memory: activations and workspace of one fwd+bwd, beyond weights, grads and input."
+    notes = (
+        "Peak extra memory: activations and workspace of one fwd+bwd, beyond weights, grads and input. Attention "
+        "mixers and blocks apply RoPE with the model's angles, as GPTModel passes them (since session 7; before, "
+        "the attention rows ran without RoPE)."
+    )
     print(report.write("layers", rows, columns, notes, out_dir).read_text())
 
 
