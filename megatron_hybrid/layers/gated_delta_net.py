@@ -6,7 +6,8 @@ It fits the ``self_attention`` slot of Megatron's ``TransformerLayer``: input ``
 Per token: q, k, v, gate z = x W (one fused ColumnParallel projection), b, a = x W_ba (a second,
 small one: fused with the first, the output width 2*K*H + 2*V*H + 2*H is not a multiple of 8
 elements and cuBLAS falls back to slow unaligned kernels, ~4.3 ms instead of ~1.6 ms per GEMM
-at the 7B shape on an H100); a depthwise causal
+at the 7B shape on an H100; the two share one round of TP communication,
+``layers/shared_input_linear.py``); a depthwise causal
 conv (kernel 4) + SiLU over [q, k, v]; per-head L2 norm of q and k (inside the op); beta =
 sigmoid(b) (x2 with negative eigenvalues); g = -exp(A_log) softplus(a + dt_bias); the gated delta
 rule; per-head RMSNorm of the output times SiLU(z); RowParallel output projection. Everything between
@@ -46,6 +47,7 @@ from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, mak
 
 from megatron_hybrid import ops
 from megatron_hybrid.layers.async_tp import AsyncTPRowParallelLinear
+from megatron_hybrid.layers.shared_input_linear import shared_input_projections
 
 IN_PROJ_PARTS = ("query", "key", "value", "z")
 IN_PROJ_BA_PARTS = ("beta", "alpha")
@@ -188,9 +190,10 @@ class GatedDeltaNet(MegatronModule):
         cu_seqlens = None
         if packed_seq_params is not None:
             cu_seqlens = packed_seq_params.cu_seqlens_q.to(torch.int32)
-        projected, _ = self.in_proj(hidden_states)  # [s, b, local q k v z]
+        # [s, b, local q k v z] and [s, b, local b a], with one all-gather of the input under SP
+        projected, projected_ba = shared_input_projections(hidden_states, self.in_proj, self.in_proj_ba)
         projected = projected.transpose(0, 1)  # [b, s, .]: the ops' layout
-        beta_logit, a = self.in_proj_ba(hidden_states)[0].transpose(0, 1).split(self.in_proj_ba_sections, dim=-1)
+        beta_logit, a = projected_ba.transpose(0, 1).split(self.in_proj_ba_sections, dim=-1)
         g, beta = ops.gdn_gates(a, beta_logit, self.A_log, self.dt_bias, allow_neg_eigval=self.allow_neg_eigval)
         # The shared norm weight meets different heads on each TP rank: sum its gradient over TP.
         norm_weight = self.out_norm.weight

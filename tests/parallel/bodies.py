@@ -117,19 +117,33 @@ def async_tp_model_step(rank, world, pattern, ckpt_dir):
     """The reference weights at TP=2 with SP, one step with the local linears and one with the async-TP ones
     (plain collectives on gloo): the loss and every gradient."""
     from megatron_hybrid.compat import fused_collectives
+    from megatron_hybrid.layers import shared_input_linear
 
     fused_collectives.force_reference = True
+    shared = shared_input_linear._SharedInputColumnParallel
+    real_apply, calls = shared.apply, []
+
+    def counted(*args):
+        calls.append(args[5])  # pipelined (the async-TP gather)
+        return real_apply(*args)
+
+    shared.apply = counted
     out = {}
-    for backend in ("local", "local_async_tp"):
-        cfg, tcfg, model = _build(pattern, tp=2, sp=True, backend=backend)
-        _load(model, ckpt_dir)
-        loss, _ = _train_step_grads(cfg, tcfg, model)
-        kinds = sorted({type(m).__name__ for m in model.modules() if "ParallelLinear" in type(m).__name__})
-        out[backend] = {
-            "loss": loss,
-            "kinds": kinds,
-            "grads": {n: p.main_grad.clone() for n, p in model.named_parameters()},
-        }
+    try:
+        for backend in ("local", "local_async_tp"):
+            calls.clear()
+            cfg, tcfg, model = _build(pattern, tp=2, sp=True, backend=backend)
+            _load(model, ckpt_dir)
+            loss, _ = _train_step_grads(cfg, tcfg, model)
+            kinds = sorted({type(m).__name__ for m in model.modules() if "ParallelLinear" in type(m).__name__})
+            out[backend] = {
+                "loss": loss,
+                "kinds": kinds,
+                "shared_gathers": list(calls),  # one per GDN layer call: (pipelined,)
+                "grads": {n: p.main_grad.clone() for n, p in model.named_parameters()},
+            }
+    finally:
+        shared.apply = real_apply
     return out
 
 
@@ -206,3 +220,56 @@ def async_tp_linears_match(rank, world_size, fusion: bool):
         "cuda": cuda,
         "async_fns": results["async_fns"],
     }
+
+
+def shared_input_projections_match(rank, world_size, sequence_parallel: bool, async_cls: bool, fusion: bool):
+    """The GDN layer's two input projections at TP=2: one gather for both (``shared_input_projections``) against the
+    two linears' own calls on the same weights and input: both outputs, the input gradient and both weight gradients
+    (into main_grad under ``fusion``). Plain collectives on gloo; on CUDA the pipelined symm_mem op for async."""
+    from unittest import mock
+
+    from megatron.core.model_parallel_config import ModelParallelConfig
+    from megatron.core.tensor_parallel import ColumnParallelLinear
+
+    from megatron_hybrid.compat import fused_collectives, wgrad_fusion
+    from megatron_hybrid.layers import async_tp, shared_input_linear
+
+    device = init_distributed(tensor_model_parallel_size=2, seed=7)
+    cuda = device.type == "cuda"
+    fused_collectives.force_reference = not cuda
+    if fusion:
+        assert wgrad_fusion.install() is not None
+    dtype = torch.bfloat16 if cuda else torch.float32
+    cfg = ModelParallelConfig(
+        tensor_model_parallel_size=2, sequence_parallel=sequence_parallel, use_cpu_initialization=True,
+        params_dtype=dtype, gradient_accumulation_fusion=fusion,
+    )  # fmt: skip
+    group = parallel_state.get_tensor_model_parallel_group()
+    hidden, wide, narrow, seq, batch = 128, 384, 6, 64, 2
+    gen = torch.Generator().manual_seed(5)
+    x_full = torch.randn(seq, batch, hidden, generator=gen)
+    dy_a = torch.randn(seq, batch, wide // 2, generator=gen)
+    dy_b = torch.randn(seq, batch, narrow // 2, generator=gen)
+    w_a, w_b = 0.05 * torch.randn(wide, hidden, generator=gen), torch.randn(narrow, hidden, generator=gen)
+    cls = async_tp.AsyncTPColumnParallelLinear if async_cls else ColumnParallelLinear
+    rows = slice(rank * seq // 2, (rank + 1) * seq // 2) if sequence_parallel else slice(None)
+    results, paths = {}, {}
+    for shared in ("1", "0"):
+        linears = []
+        for w in (w_a, w_b):
+            lin = cls(hidden, w.shape[0], config=cfg, init_method=torch.nn.init.zeros_, bias=False,
+                      gather_output=False, tp_group=group).to(device)  # fmt: skip
+            with torch.no_grad():
+                lin.weight.copy_(w[rank * w.shape[0] // 2 : (rank + 1) * w.shape[0] // 2])
+            lin.weight.main_grad = torch.zeros(lin.weight.shape, device=device)
+            lin.weight.grad_added_to_main_grad = False
+            linears.append(lin)
+        x = x_full[rows].to(device, dtype).requires_grad_()
+        with mock.patch.dict(os.environ, {shared_input_linear.ENV: shared}):
+            paths[shared] = shared_input_linear.shares_input(*linears)
+            y_a, y_b = shared_input_linear.shared_input_projections(x, *linears)
+        ((y_a.float() * dy_a.to(device)).sum() + (y_b.float() * dy_b.to(device)).sum()).backward()
+        grads = [lin.weight.main_grad.clone() if fusion else lin.weight.grad.float() for lin in linears]
+        results[shared] = [t.detach().float().cpu() for t in (y_a, y_b, x.grad, *grads)]
+    rel = [((a - b).norm() / b.norm()).item() for a, b in zip(results["1"], results["0"], strict=True)]
+    return {"rel": rel, "paths": paths, "cuda": cuda}

@@ -44,6 +44,8 @@ def test_async_tp_model_step_equals_local_linears(tmp_path):
     for r in run_on_ranks(bodies.async_tp_model_step, 2, ("GAGS", ckpt)):
         local, fused = r["local"], r["local_async_tp"]
         assert fused["kinds"] == ["AsyncTPColumnParallelLinear", "AsyncTPRowParallelLinear", "ColumnParallelLinear"]
+        # the two GDN layers' input projections gathered their input once each (pipelined under async TP)
+        assert local["shared_gathers"] == [False, False] and fused["shared_gathers"] == [True, True]
         assert abs(fused["loss"] - local["loss"]) < 1e-6
         for name, g in local["grads"].items():
             err = ((fused["grads"][name] - g).norm() / g.norm().clamp_min(1e-12)).item()
