@@ -19,7 +19,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer.optimizer_config import ParamKey
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler, ParamGroupOverride
 
-from megatron_hybrid.compat import wgrad_fusion
+from megatron_hybrid.compat import multi_tensor, wgrad_fusion
 from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
 
@@ -124,6 +124,7 @@ def build_chunks(cfg: TrainConfig, model_cfg, tcfg) -> list:
 
 def build_optimizer(cfg: TrainConfig, chunks: list):
     """AdamW on fp32 main params; weight decay everywhere except the named patterns."""
+    multi_tensor.install()  # grad norm, clipping and the main-to-model copy on torch's foreach kernels (no apex/TE)
     opt_cfg = OptimizerConfig(
         optimizer="adam",
         lr=cfg.lr,

@@ -142,3 +142,30 @@ def test_runtime_env_fills_what_the_launcher_left_unset():
     assert in_effect["CUDA_DEVICE_MAX_CONNECTIONS"] == "8"  # the user's value wins
     assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == RUNTIME_ENV["TORCH_NCCL_ASYNC_ERROR_HANDLING"]
     assert set(in_effect) == set(RUNTIME_ENV) and env["PATH"] == "/bin"
+
+
+def test_multi_tensor_ops_equal_megatrons_fallbacks():
+    """The foreach-based grad norm and scale give Megatron's local (Python-loop) results; install() swaps them in."""
+    import torch
+    from megatron.core import utils
+    from megatron.core.optimizer import clip_grads
+
+    from megatron_hybrid.compat import multi_tensor
+
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(n, generator=gen) for n in (5, 300, 7)]
+    flag = torch.zeros(1, dtype=torch.int)
+    (norm,), _ = multi_tensor.multi_tensor_l2norm(0, flag, [grads], False)
+    assert norm.item() == pytest.approx(torch.cat(grads).norm().item(), rel=1e-6)
+    for scale in (1.0, 0.37):
+        out = [torch.empty(g.shape, dtype=torch.bfloat16) for g in grads]
+        multi_tensor.multi_tensor_scale(0, flag, [grads, out], scale)  # fp32 -> bf16, as main -> model params
+        ref = [g.clone() for g in grads]
+        utils.local_multi_tensor_scale(0, flag, [grads, ref], scale)
+        assert all(torch.equal(o, r.bfloat16()) for o, r in zip(out, ref))
+    inplace = [g.clone() for g in grads]
+    multi_tensor.multi_tensor_scale(0, flag, [inplace, inplace], 0.5)  # clipping: in place
+    assert all(torch.equal(a, g * 0.5) for a, g in zip(inplace, grads))
+    multi_tensor.install()
+    assert clip_grads.l2_norm_impl is multi_tensor.multi_tensor_l2norm
+    assert clip_grads.multi_tensor_scale_impl is multi_tensor.multi_tensor_scale
