@@ -163,15 +163,12 @@ def resave(rank, world, pattern, src_dir, dst_dir, tp, pp):
     return True
 
 
-def async_tp_linears_match(rank, world_size, fusion: bool):
-    """A column then a row linear at TP=2 with SP, Megatron's own against the async-TP subclasses on the same
-    weights and input: outputs, input gradient and weight gradients (into main_grad under ``fusion``). On gloo the
-    async path runs with plain collectives (``fused_collectives.force_reference``); on CUDA, torch's symm_mem ops."""
+def _tp2_linear_setup(sequence_parallel: bool, fusion: bool):
+    """TP=2 groups and a linear config: bf16 and the symm_mem ops on CUDA, fp32 and reference collectives on gloo;
+    the wgrad accumulation into main_grad installed under ``fusion``. -> (device, cuda, dtype, config)."""
     from megatron.core.model_parallel_config import ModelParallelConfig
-    from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 
     from megatron_hybrid.compat import fused_collectives, wgrad_fusion
-    from megatron_hybrid.layers import async_tp
 
     device = init_distributed(tensor_model_parallel_size=2, seed=7)
     cuda = device.type == "cuda"
@@ -180,9 +177,21 @@ def async_tp_linears_match(rank, world_size, fusion: bool):
         assert wgrad_fusion.install() is not None
     dtype = torch.bfloat16 if cuda else torch.float32
     cfg = ModelParallelConfig(
-        tensor_model_parallel_size=2, sequence_parallel=True, use_cpu_initialization=True, params_dtype=dtype,
-        gradient_accumulation_fusion=fusion,
+        tensor_model_parallel_size=2, sequence_parallel=sequence_parallel, use_cpu_initialization=True,
+        params_dtype=dtype, gradient_accumulation_fusion=fusion,
     )  # fmt: skip
+    return device, cuda, dtype, cfg
+
+
+def async_tp_linears_match(rank, world_size, fusion: bool):
+    """A column then a row linear at TP=2 with SP, Megatron's own against the async-TP subclasses on the same
+    weights and input: outputs, input gradient and weight gradients (into main_grad under ``fusion``). On gloo the
+    async path runs with plain collectives (``fused_collectives.force_reference``); on CUDA, torch's symm_mem ops."""
+    from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
+
+    from megatron_hybrid.layers import async_tp
+
+    device, cuda, dtype, cfg = _tp2_linear_setup(sequence_parallel=True, fusion=fusion)
     group = parallel_state.get_tensor_model_parallel_group()
     hidden, ffn, seq, batch = 256, 512, 64, 2
     gen = torch.Generator().manual_seed(11)
@@ -228,22 +237,11 @@ def shared_input_projections_match(rank, world_size, sequence_parallel: bool, as
     (into main_grad under ``fusion``). Plain collectives on gloo; on CUDA the pipelined symm_mem op for async."""
     from unittest import mock
 
-    from megatron.core.model_parallel_config import ModelParallelConfig
     from megatron.core.tensor_parallel import ColumnParallelLinear
 
-    from megatron_hybrid.compat import fused_collectives, wgrad_fusion
     from megatron_hybrid.layers import async_tp, shared_input_linear
 
-    device = init_distributed(tensor_model_parallel_size=2, seed=7)
-    cuda = device.type == "cuda"
-    fused_collectives.force_reference = not cuda
-    if fusion:
-        assert wgrad_fusion.install() is not None
-    dtype = torch.bfloat16 if cuda else torch.float32
-    cfg = ModelParallelConfig(
-        tensor_model_parallel_size=2, sequence_parallel=sequence_parallel, use_cpu_initialization=True,
-        params_dtype=dtype, gradient_accumulation_fusion=fusion,
-    )  # fmt: skip
+    device, cuda, dtype, cfg = _tp2_linear_setup(sequence_parallel, fusion)
     group = parallel_state.get_tensor_model_parallel_group()
     hidden, wide, narrow, seq, batch = 128, 384, 6, 64, 2
     gen = torch.Generator().manual_seed(5)

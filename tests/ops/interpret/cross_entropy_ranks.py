@@ -64,3 +64,31 @@ def lm_loss_both_paths(rank: int, world_size: int, N: int, V: int):
         return out
     finally:
         destroy_distributed()
+
+
+def model_grads_both_losses(rank: int, world_size: int, pattern: str):
+    """A tiny model's logits through the trainer's loss with fused=True (the gradient written over the logits the
+    model returned) and fused=False: loss and every parameter's gradient of each."""
+    from megatron_hybrid.compat.distributed import destroy_distributed, init_distributed
+    from megatron_hybrid.models import build_model, presets
+    from megatron_hybrid.training.loss import lm_loss
+
+    init_distributed(1, 1, seed=3)
+    try:
+        cfg = presets.tiny(pattern)
+        model = build_model(cfg, cfg.transformer_config(use_cpu_initialization=True))
+        gen = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, cfg.vocab_size, (2, 17), generator=gen)
+        labels = torch.randint(0, cfg.vocab_size, (2, 17), generator=gen)
+        positions = torch.arange(17).expand(2, -1)
+        out = []
+        for fused in (True, False):
+            model.zero_grad(set_to_none=True)
+            logits = model(tokens, positions, None)
+            ce, z = lm_loss(logits, labels, 1e-3, fused=fused)
+            loss = (ce + z).mean()
+            loss.backward()
+            out.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        return out
+    finally:
+        destroy_distributed()

@@ -200,6 +200,19 @@ def test_lm_loss_fused_equals_torch_over_tp_ranks():
         assert rel(ce_f, ce_t) < 1e-6 and rel(z_f, z_t) < 1e-6 and rel(g_f, g_t) < 1e-6
 
 
+def test_fused_loss_through_a_model_equals_torch_loss():
+    """The in-place backward on the logits a real model returns (hybrid and attention layers): the same loss and
+    parameter gradients as the torch loss; no autograd node needed the overwritten logits."""
+    from tests.distributed_harness import run_on_ranks
+
+    from .cross_entropy_ranks import model_grads_both_losses
+
+    ((loss_f, grads_f), (loss_t, grads_t)) = run_on_ranks(model_grads_both_losses, world_size=1, args=("GGAS",))[0]
+    assert loss_f == pytest.approx(loss_t, rel=1e-6)
+    for name, g in grads_t.items():
+        assert rel(grads_f[name], g) < 1e-5, name
+
+
 def test_cross_entropy_bench_rows_on_cpu():
     """bench/cross_entropy.py end to end on tiny shapes: every variant runs and lands near the fp64 reference."""
     from tests.distributed_harness import run_on_ranks
