@@ -28,7 +28,7 @@ LADDER_ARGS ?=
 # keeps the downloaded wheels (~3 GiB) until the install ends.
 VENV_MIN_FREE_GIB ?= 9
 
-.PHONY: venv test test-gpu smoke lint format bench bench-kernels ladder pretrain-7b pretrain-7b-olmo3 tensorboard clean
+.PHONY: venv venv-disk-check test test-gpu smoke lint format bench bench-kernels ladder pretrain-7b pretrain-7b-olmo3 tensorboard clean
 
 venv: $(VENV)/.installed
 
@@ -37,17 +37,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 		echo "error: python3.12 not found (megatron-core 0.19 needs Python >= 3.12)."; \
 		echo "       install it (e.g. 'pyenv install 3.12') or run: make PYTHON312=/path/to/python3.12 ..."; \
 		exit 1; fi
+	@$(MAKE) --no-print-directory venv-disk-check
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir -r requirements.txt
+	$(PY) -m pip install -q --no-cache-dir --no-deps -e .
+	@touch $@
+
+# Run by the venv set-up only (an existing venv needs no room); a target of its own so that it can be tested.
+venv-disk-check:
 	@free=$$(df -Pk . "$${TMPDIR:-/tmp}" | awk 'NR > 1 {g = int($$4 / 1048576); if (m == "" || g < m) m = g} END {print m}'); \
 	if [ "$$free" -lt $(VENV_MIN_FREE_GIB) ]; then \
 		echo "error: $$free GiB free on the disk of $(CURDIR) or TMPDIR; setting up $(VENV) needs about $(VENV_MIN_FREE_GIB) GiB."; \
 		echo "       free some space (old clones' .venv folders are 5 GiB each), or set TMPDIR to a roomier disk,"; \
 		echo "       or lower the check with: make VENV_MIN_FREE_GIB=N ..."; \
 		exit 1; fi
-	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
-	$(PY) -m pip install -q --no-cache-dir --upgrade pip
-	$(PY) -m pip install -q --no-cache-dir -r requirements.txt
-	$(PY) -m pip install -q --no-cache-dir --no-deps -e .
-	@touch $@
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -169,3 +169,20 @@ def test_multi_tensor_ops_equal_megatrons_fallbacks():
     multi_tensor.install()
     assert clip_grads.l2_norm_impl is multi_tensor.multi_tensor_l2norm
     assert clip_grads.multi_tensor_scale_impl is multi_tensor.multi_tensor_scale
+
+
+def test_venv_setup_checks_free_disk_first():
+    """`make` refuses to set up the venv on a disk without room for it, naming the fix (CI once died in pip with
+    ENOSPC half-way through the install)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    full = subprocess.run(
+        ["make", "--no-print-directory", "venv-disk-check", "VENV_MIN_FREE_GIB=1000000"],
+        cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    assert full.returncode != 0
+    assert "setting up .venv needs about 1000000 GiB" in full.stdout and "VENV_MIN_FREE_GIB=N" in full.stdout
+    roomy = subprocess.run(["make", "venv-disk-check", "VENV_MIN_FREE_GIB=0"], cwd=root, capture_output=True, text=True)
+    assert roomy.returncode == 0, roomy.stdout + roomy.stderr
