@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
+from megatron_hybrid.compat import fused_adamw
+
 LATEST = "latest"
 META = "meta.json"
 
@@ -171,7 +173,7 @@ def _materialize_adam_state(optimizer) -> None:
         for group in inner.param_groups:
             for p in group["params"]:
                 if len(inner.state[p]) == 0:
-                    inner.state[p]["step"] = torch.tensor(0.0)
+                    inner.state[p]["step"] = fused_adamw.step_tensor(0.0, p, bool(group.get("fused")))
                     inner.state[p]["exp_avg"] = torch.zeros_like(p.data)
                     inner.state[p]["exp_avg_sq"] = torch.zeros_like(p.data)
 
@@ -196,14 +198,16 @@ def _restore_adam_step(optimizer, loaded: dict) -> None:
         if len(steps) != 1 or inner is None:
             continue
         step = float(steps.pop())
-        for slots in inner.state.values():
+        for param, slots in inner.state.items():
             if "step" in slots:
-                slots["step"] = torch.tensor(step)
+                slots["step"] = fused_adamw.step_tensor(step, param, fused_adamw.is_fused(inner, param))
 
 
 def load(path, chunks, optimizer, scheduler) -> dict:
     """Load model, optimizer and scheduler state in place; return the ``extra`` dict."""
     _materialize_adam_state(optimizer)
+    # loading restores the saved param groups, their 'fused' flags included: the run's own choice is put back after
+    fused = fused_adamw.uses_fused(optimizer)
     metadata = read_meta(path).get("sharding", sharding_metadata(False))
     state = _sharded_state(chunks, optimizer, is_loading=True, metadata=metadata)
     loaded = dist_checkpointing.load(state, str(path))
@@ -213,6 +217,8 @@ def load(path, chunks, optimizer, scheduler) -> dict:
             getattr(chunk, "module", chunk).load_state_dict(loaded[f"model{i}"])
         optimizer.load_state_dict(loaded["optimizer"])
         _restore_adam_step(optimizer, loaded["optimizer"])
+        if fused:
+            fused_adamw.enable(optimizer)
     scheduler.load_state_dict(loaded["scheduler"])
     return loaded["extra"]
 

@@ -157,6 +157,13 @@ class TrainConfig:
             "with out_dtype; CUDA only); null = when available, true = required"
         },
     )
+    fused_adam: bool = field(
+        default=False,
+        metadata={
+            "help": "torch's fused AdamW kernel (one pass over parameters and moments per step) instead of its foreach "
+            "implementation, where Megatron uses torch's AdamW (no apex/TE); not yet timed on a GPU"
+        },
+    )
     fused_cross_entropy: bool | None = field(
         default=None,
         metadata={

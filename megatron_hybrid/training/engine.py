@@ -19,7 +19,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.optimizer.optimizer_config import ParamKey
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler, ParamGroupOverride
 
-from megatron_hybrid.compat import multi_tensor, wgrad_fusion
+from megatron_hybrid.compat import fused_adamw, multi_tensor, wgrad_fusion
 from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
 
@@ -146,6 +146,8 @@ def build_optimizer(cfg: TrainConfig, chunks: list):
     if cfg.no_weight_decay_params:
         overrides[ParamKey(name=tuple(cfg.no_weight_decay_params))] = ParamGroupOverride(wd_mult=0.0)
     optimizer = get_megatron_optimizer(opt_cfg, chunks, config_overrides=overrides)
+    if cfg.fused_adam:
+        fused_adamw.enable(optimizer)  # no-op where apex's / TE's FusedAdam was picked
     return optimizer
 
 

@@ -52,8 +52,13 @@ def resume_matches(rank, world_size, prefix, workdir, overrides):
     first = train(
         base_config(prefix, workdir, train_iters=6, save=ckpt, save_interval=100, exit_interval=3, **overrides)
     )
-    second = train(base_config(prefix, workdir, train_iters=6, save=ckpt, save_interval=100, **overrides))
-    return {"full": full, "first": first["losses"], "second": second["losses"]}
+    from megatron_hybrid.compat import fused_adamw
+    from megatron_hybrid.training.trainer import Trainer
+
+    resumed = Trainer(base_config(prefix, workdir, train_iters=6, save=ckpt, save_interval=100, **overrides))
+    fused_after_load = fused_adamw.uses_fused(resumed.engine.optimizer)  # the loaded groups, flag put back
+    second = resumed.run()
+    return {"full": full, "first": first["losses"], "second": second["losses"], "fused_after_load": fused_after_load}
 
 
 def killed_during_save(prefix, workdir):

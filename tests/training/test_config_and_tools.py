@@ -186,3 +186,33 @@ def test_venv_setup_checks_free_disk_first():
     assert "setting up .venv needs about 1000000 GiB" in full.stdout and "VENV_MIN_FREE_GIB=N" in full.stdout
     roomy = subprocess.run(["make", "venv-disk-check", "VENV_MIN_FREE_GIB=0"], cwd=root, capture_output=True, text=True)
     assert roomy.returncode == 0, roomy.stdout + roomy.stderr
+
+
+def test_fused_adamw_switch_matches_foreach():
+    """fused_adamw.enable switches Megatron's inner torch AdamW to the fused kernel (steps moved with it); three
+    updates then equal the foreach implementation's to fp32 rounding."""
+    import types
+
+    import torch
+
+    from megatron_hybrid.compat import fused_adamw
+
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(n, generator=gen) for n in (7, 33)]
+    grads = [[torch.randn(n, generator=gen) for n in (7, 33)] for _ in range(3)]
+    results = []
+    for fused in (False, True):
+        params = [torch.nn.Parameter(t.clone()) for t in init]
+        inner = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95))
+        megatron_like = types.SimpleNamespace(chained_optimizers=[types.SimpleNamespace(optimizer=inner)])
+        if fused:
+            assert fused_adamw.enable(megatron_like) == 1 and fused_adamw.uses_fused(megatron_like)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone()
+            inner.step()
+        assert all(inner.state[p]["step"].item() == 3 for p in params)
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert fused_adamw.step_tensor(4, results[0][0], fused=True).dtype == torch.float32

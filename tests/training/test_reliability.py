@@ -14,9 +14,12 @@ from tests.training import bodies
 
 
 @pytest.mark.slow
-def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path):
-    # DP=2 with the distributed optimizer: optimizer state is sharded, so this covers its save/load.
-    r = run_on_ranks(bodies.resume_matches, 2, (corpus, str(tmp_path), {}))[0]
+@pytest.mark.parametrize("fused_adam", [False, True], ids=["foreach-adamw", "fused-adamw"])
+def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path, fused_adam):
+    # DP=2 with the distributed optimizer: optimizer state is sharded, so this covers its save/load; with fused AdamW
+    # also the step counts it needs on the parameters' device and its flag surviving the load.
+    r = run_on_ranks(bodies.resume_matches, 2, (corpus, str(tmp_path), {"fused_adam": fused_adam}))[0]
+    assert r["fused_after_load"] is fused_adam
     assert sorted(r["first"]) == [1, 2, 3] and sorted(r["second"]) == [4, 5, 6]
     for step in range(1, 7):
         got = (r["first"] | r["second"])[step]

@@ -1,0 +1,53 @@
+"""torch's fused AdamW kernel for Megatron's optimizer when neither apex nor Transformer Engine is installed.
+
+Without them Megatron builds ``torch.optim.AdamW`` with no ``fused`` flag, so every step runs the foreach
+implementation: about ten passes over the parameters, moments and gradients where the fused kernel makes one. The
+trainer's ``fused_adam`` switches the inner torch optimizers' groups to the fused kernel after Megatron built them,
+and again after a checkpoint is loaded (loading restores the saved groups, flag included).
+
+The fused kernel reads Adam's ``step`` on the parameters' device (torch keeps it on the CPU otherwise):
+``step_tensor`` places a step value as torch would for the parameter's group, which the checkpoint code uses when it
+creates or restores steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def inner_torch_adamw(optimizer) -> list[torch.optim.AdamW]:
+    """The torch AdamW instances inside Megatron's (chained, distributed) optimizer."""
+    found = []
+    for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
+        inner = getattr(opt, "optimizer", opt)
+        if isinstance(inner, torch.optim.AdamW):
+            found.append(inner)
+    return found
+
+
+def is_fused(inner: torch.optim.Optimizer, param: torch.Tensor) -> bool:
+    return any(group.get("fused") and any(p is param for p in group["params"]) for group in inner.param_groups)
+
+
+def uses_fused(optimizer) -> bool:
+    return any(group.get("fused") for inner in inner_torch_adamw(optimizer) for group in inner.param_groups)
+
+
+def step_tensor(value: float, param: torch.Tensor, fused: bool) -> torch.Tensor:
+    """Adam's step count as torch keeps it: fp32 on the parameter's device for the fused kernel, else on the CPU."""
+    if fused:
+        return torch.tensor(float(value), dtype=torch.float32, device=param.device)
+    return torch.tensor(float(value))
+
+
+def enable(optimizer) -> int:
+    """Switch every inner torch AdamW to the fused kernel (steps already there move to the parameters' device);
+    returns how many were switched (0 where apex's or TE's FusedAdam is in use: nothing to do)."""
+    switched = inner_torch_adamw(optimizer)
+    for inner in switched:
+        for group in [inner.defaults, *inner.param_groups]:
+            group["fused"], group["foreach"] = True, False
+        for param, state in inner.state.items():
+            if "step" in state:
+                state["step"] = step_tensor(float(state["step"]), param, fused=True)
+    return len(switched)
