@@ -8,6 +8,7 @@ import signal
 import socket
 
 import pytest
+import torch
 
 from tests.distributed_harness import run_on_ranks
 from tests.training import bodies
@@ -24,6 +25,17 @@ def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path, fused_adam
     for step in range(1, 7):
         got = (r["first"] | r["second"])[step]
         assert abs(got - r["full"][step]) < 1e-6, (step, got, r["full"][step])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_resume_with_fused_adamw_on_gpu(corpus, tmp_path):
+    """The fused kernel on CUDA reads Adam's step on the device: created, saved, loaded and restored there."""
+    r = run_on_ranks(bodies.resume_matches, 1, (corpus, str(tmp_path), {"fused_adam": True}))[0]
+    assert r["fused_after_load"] is True
+    for step in range(1, 7):
+        got = (r["first"] | r["second"])[step]
+        assert abs(got - r["full"][step]) <= 1e-4 * abs(r["full"][step]), (step, got, r["full"][step])
 
 
 @pytest.mark.slow
