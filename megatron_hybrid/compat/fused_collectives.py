@@ -42,23 +42,31 @@ def _group_name(group) -> str:
     return name
 
 
+def all_gather_dim0(x: torch.Tensor, group, async_op: bool = False):
+    """(the ranks' ``x`` stacked along dim 0, the collective's work handle when ``async_op``)."""
+    full = x.new_empty((x.shape[0] * group.size(), *x.shape[1:]))
+    return full, dist.all_gather_into_tensor(full, x.contiguous(), group=group, async_op=async_op)
+
+
+def reduce_scatter_dim0(x: torch.Tensor, group, async_op: bool = False):
+    """(this rank's dim-0 slice of the ranks' ``x`` summed, the work handle when ``async_op``)."""
+    out = x.new_empty((x.shape[0] // group.size(), *x.shape[1:]))
+    return out, dist.reduce_scatter_tensor(out, x.contiguous(), group=group, async_op=async_op)
+
+
 class ReferenceCollectives:
     """Plain collective + GEMM, along dim 0 (the sequence of an [s, b, .] tensor)."""
 
     @staticmethod
     def all_gather_matmul(x, w, group, return_gathered):
         """(all_gather(x) if return_gathered, all_gather(x) @ w)."""
-        full = x.new_empty((x.shape[0] * group.size(), *x.shape[1:]))
-        dist.all_gather_into_tensor(full, x.contiguous(), group=group)
+        full = all_gather_dim0(x, group)[0]
         return (full if return_gathered else None), torch.matmul(full, w)
 
     @staticmethod
     def matmul_reduce_scatter(x, w, group):
         """reduce_scatter(x @ w) (sum)."""
-        partial = torch.matmul(x, w)
-        out = partial.new_empty((partial.shape[0] // group.size(), *partial.shape[1:]))
-        dist.reduce_scatter_tensor(out, partial.contiguous(), group=group)
-        return out
+        return reduce_scatter_dim0(torch.matmul(x, w), group)[0]
 
 
 class SymmMemCollectives:

@@ -26,11 +26,15 @@ are Megatron's own. The spec backend ``local_async_tp`` selects them
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 
 from megatron_hybrid.compat import fused_collectives
-from megatron_hybrid.compat.fused_collectives import collectives_for, symm_mem_ops_available
+from megatron_hybrid.compat.fused_collectives import (
+    all_gather_dim0,
+    collectives_for,
+    reduce_scatter_dim0,
+    symm_mem_ops_available,
+)
 from megatron_hybrid.compat.wgrad_fusion import accumulate_wgrad
 
 
@@ -55,12 +59,10 @@ class _AllGatherMatmul(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         group = ctx.group
-        full = x.new_empty((x.shape[0] * group.size(), *x.shape[1:]))
-        gather = dist.all_gather_into_tensor(full, x.contiguous(), group=group, async_op=True)
+        full, gather = all_gather_dim0(x, group, async_op=True)
         dx_full = torch.matmul(dy, weight)  # the dgrad GEMM runs while the input is gathered again
-        dx = dx_full.new_empty((x.shape[0], *dx_full.shape[1:]))
         gather.wait()
-        scatter = dist.reduce_scatter_tensor(dx, dx_full, group=group, async_op=True)
+        dx, scatter = reduce_scatter_dim0(dx_full, group, async_op=True)
         dw = _weight_grad(weight, full, dy, ctx.wgrad_fused)  # ... and the wgrad GEMM while dx is reduce-scattered
         scatter.wait()
         return dx, dw, None, None

@@ -22,16 +22,10 @@ import torch
 import torch.distributed as dist
 from megatron.core.tensor_parallel import ColumnParallelLinear
 
-from megatron_hybrid.compat.fused_collectives import collectives_for
+from megatron_hybrid.compat.fused_collectives import all_gather_dim0, collectives_for, reduce_scatter_dim0
 from megatron_hybrid.layers.async_tp import AsyncTPColumnParallelLinear, _overlappable, _weight_grad
 
 ENV = "MEGATRON_HYBRID_GDN_SHARED_GATHER"
-
-
-def _gather(x: torch.Tensor, group, async_op: bool = False):
-    full = x.new_empty((x.shape[0] * group.size(), *x.shape[1:]))
-    work = dist.all_gather_into_tensor(full, x.contiguous(), group=group, async_op=async_op)
-    return full, work
 
 
 class _SharedInputColumnParallel(torch.autograd.Function):
@@ -42,7 +36,7 @@ class _SharedInputColumnParallel(torch.autograd.Function):
         if sequence_parallel and pipelined:
             full, y_a = collectives_for(x).all_gather_matmul(x, w_a.t(), group, True)
         else:
-            full = _gather(x, group)[0] if sequence_parallel else x
+            full = all_gather_dim0(x, group)[0] if sequence_parallel else x
             y_a = torch.matmul(full, w_a.t())
         y_b = torch.matmul(full, w_b.t())
         ctx.save_for_backward(x, w_a, w_b)  # the shard: gathered again in the backward, as Megatron's linears do
@@ -53,7 +47,7 @@ class _SharedInputColumnParallel(torch.autograd.Function):
     def backward(ctx, dy_a, dy_b):
         x, w_a, w_b = ctx.saved_tensors
         group = ctx.group
-        full, gather = _gather(x, group, async_op=True) if ctx.sequence_parallel else (x, None)
+        full, gather = all_gather_dim0(x, group, async_op=True) if ctx.sequence_parallel else (x, None)
         rows = (x.shape[0] * (group.size() if ctx.sequence_parallel else 1), *x.shape[1:-1])
         # an output that reached no loss has a zero gradient
         dy_a = x.new_zeros((*rows, w_a.shape[0])) if dy_a is None else dy_a
@@ -62,8 +56,7 @@ class _SharedInputColumnParallel(torch.autograd.Function):
         dx_full.view(-1, dx_full.shape[-1]).addmm_(dy_b.reshape(-1, dy_b.shape[-1]), w_b)
         if gather is not None:
             gather.wait()
-            dx = dx_full.new_empty((x.shape[0], *dx_full.shape[1:]))
-            reduce = dist.reduce_scatter_tensor(dx, dx_full, group=group, async_op=True)
+            dx, reduce = reduce_scatter_dim0(dx_full, group, async_op=True)
         else:
             dx = dx_full
             reduce = dist.all_reduce(dx, group=group, async_op=True)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 import triton
 import triton.language as tl
 
+from ..compat.fused_collectives import all_gather_dim0
 from .norms import use_triton
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -73,9 +74,7 @@ def _block(V: int) -> tuple[int, int]:
 def _combine(part: torch.Tensor, group) -> tuple[torch.Tensor, torch.Tensor]:
     """[3, N] partials of this rank -> (lse, target_logit) over the whole vocabulary."""
     if group is not None:
-        gathered = torch.empty((group.size() * part.shape[0], part.shape[1]), dtype=part.dtype, device=part.device)
-        dist.all_gather_into_tensor(gathered, part, group=group)  # ranks stacked along dim 0 (gloo needs it flat)
-        gathered = gathered.view(group.size(), *part.shape)
+        gathered = all_gather_dim0(part, group)[0].view(group.size(), *part.shape)
     else:
         gathered = part.unsqueeze(0)
     maxes, sums, target_logits = gathered.unbind(1)
