@@ -17,8 +17,13 @@ import triton.language as tl
 from .gated_delta_rule.utils import is_interpret
 
 
+def triton_runs_on(device: torch.device) -> bool:
+    """Whether the Triton kernels run for tensors on ``device``: CUDA, or any device under TRITON_INTERPRET=1."""
+    return device.type == "cuda" or is_interpret()
+
+
 def use_triton(x: torch.Tensor) -> bool:
-    return x.is_cuda or is_interpret()
+    return triton_runs_on(x.device)
 
 
 # ----------------------------------------------------------------------------------------------------------- l2norm

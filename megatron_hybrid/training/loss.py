@@ -13,19 +13,17 @@ import torch
 from megatron.core import parallel_state
 
 from megatron_hybrid.ops.cross_entropy import vocab_parallel_lse
-from megatron_hybrid.ops.norms import use_triton
 
 
 def lm_loss(
-    logits: torch.Tensor, targets: torch.Tensor, z_loss_weight: float, fused: bool | None = False
+    logits: torch.Tensor, targets: torch.Tensor, z_loss_weight: float, fused: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy and z-loss terms (both fp32, shape of ``targets``).
 
     The training objective is ``ce + z_loss_weight * lse^2``; the second return value is the
-    weighted z term so it can be logged on its own. ``fused``: the Triton kernels (None: where they
-    run), which write the logits' gradient over the logits (the caller must not read them after the loss).
+    weighted z term so it can be logged on its own. ``fused``: the Triton kernels, which write the
+    logits' gradient over the logits (the caller must not read them after the loss).
     """
     group = parallel_state.get_tensor_model_parallel_group()
-    fused = use_triton(logits) if fused is None else fused
     lse, target_logit = vocab_parallel_lse(logits, targets, group, inplace_backward=fused, fused=fused)
     return lse - target_logit, z_loss_weight * lse.square()

@@ -31,7 +31,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron_hybrid.compat.distributed import init_distributed
 from megatron_hybrid.data import loader as default_loader
 from megatron_hybrid.data.datasets import build_datasets
-from megatron_hybrid.ops.gated_delta_rule.utils import is_interpret
+from megatron_hybrid.ops.norms import triton_runs_on
 from megatron_hybrid.training import checkpoint as ckpt
 from megatron_hybrid.training import model as model_api
 from megatron_hybrid.training.config import TrainConfig
@@ -112,8 +112,8 @@ class Trainer:
         self.world = dist.get_world_size()
         cfg.check(self.world)
         if cfg.fused_cross_entropy is None:  # resolved here, so the log and every micro-batch agree
-            cfg.fused_cross_entropy = self.device.type == "cuda" or is_interpret()
-        elif cfg.fused_cross_entropy and not (self.device.type == "cuda" or is_interpret()):
+            cfg.fused_cross_entropy = triton_runs_on(self.device)
+        elif cfg.fused_cross_entropy and not triton_runs_on(self.device):
             raise ValueError("fused_cross_entropy: true needs CUDA (Triton kernels); set it to null or false")
         self.dp_size = parallel_state.get_data_parallel_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
