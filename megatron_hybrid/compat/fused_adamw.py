@@ -15,22 +15,19 @@ from __future__ import annotations
 import torch
 
 
-def inner_torch_adamw(optimizer) -> list[torch.optim.AdamW]:
-    """The torch AdamW instances inside Megatron's (chained, distributed) optimizer."""
+def inner_torch_adam(optimizer) -> list[torch.optim.Adam]:
+    """The torch Adam / AdamW instances inside Megatron's (chained, distributed) optimizer (none where Megatron
+    picked apex's or TE's FusedAdam)."""
     found = []
     for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
         inner = getattr(opt, "optimizer", opt)
-        if isinstance(inner, torch.optim.AdamW):
+        if isinstance(inner, torch.optim.Adam):  # AdamW included
             found.append(inner)
     return found
 
 
-def is_fused(inner: torch.optim.Optimizer, param: torch.Tensor) -> bool:
-    return any(group.get("fused") and any(p is param for p in group["params"]) for group in inner.param_groups)
-
-
 def uses_fused(optimizer) -> bool:
-    return any(group.get("fused") for inner in inner_torch_adamw(optimizer) for group in inner.param_groups)
+    return any(group.get("fused") for inner in inner_torch_adam(optimizer) for group in inner.param_groups)
 
 
 def step_tensor(value: float, param: torch.Tensor, fused: bool) -> torch.Tensor:
@@ -41,9 +38,9 @@ def step_tensor(value: float, param: torch.Tensor, fused: bool) -> torch.Tensor:
 
 
 def enable(optimizer) -> int:
-    """Switch every inner torch AdamW to the fused kernel (steps already there move to the parameters' device);
+    """Switch every inner torch Adam(W) to the fused kernel (steps already there move to the parameters' device);
     returns how many were switched (0 where apex's or TE's FusedAdam is in use: nothing to do)."""
-    switched = inner_torch_adamw(optimizer)
+    switched = inner_torch_adam(optimizer)
     for inner in switched:
         for group in [inner.defaults, *inner.param_groups]:
             group["fused"], group["foreach"] = True, False

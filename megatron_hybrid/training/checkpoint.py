@@ -166,10 +166,7 @@ def _materialize_adam_state(optimizer) -> None:
 
     if distrib_optimizer.HAVE_APEX_OR_TE:
         return  # fused Adam keeps its step in the param groups; Megatron's own path handles it
-    for opt in getattr(optimizer, "chained_optimizers", [optimizer]):
-        inner = getattr(opt, "optimizer", None)
-        if inner is None:
-            continue
+    for inner in fused_adamw.inner_torch_adam(optimizer):
         for group in inner.param_groups:
             for p in group["params"]:
                 if len(inner.state[p]) == 0:
@@ -198,9 +195,11 @@ def _restore_adam_step(optimizer, loaded: dict) -> None:
         if len(steps) != 1 or inner is None:
             continue
         step = float(steps.pop())
-        for param, slots in inner.state.items():
-            if "step" in slots:
-                slots["step"] = fused_adamw.step_tensor(step, param, fused_adamw.is_fused(inner, param))
+        for group in inner.param_groups:
+            for param in group["params"]:
+                slots = inner.state.get(param)
+                if slots and "step" in slots:
+                    slots["step"] = fused_adamw.step_tensor(step, param, bool(group.get("fused")))
 
 
 def load(path, chunks, optimizer, scheduler) -> dict:
