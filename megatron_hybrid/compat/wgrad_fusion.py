@@ -88,3 +88,13 @@ def accumulate_wgrad(weight: torch.Tensor, total_input: torch.Tensor, grad_outpu
     weight.grad_added_to_main_grad = True
     make = torch.zeros if getattr(weight, "zero_out_wgrad", False) else torch.empty
     return make(main_grad.shape, dtype=total_input.dtype, device=main_grad.device)
+
+
+def weight_grad(weight: torch.Tensor, total_input: torch.Tensor, grad_output: torch.Tensor, fused: bool):
+    """A linear's weight gradient ``grad_output^T total_input`` (operands flattened to 2-D): into ``weight.main_grad``
+    with ``fused`` (``accumulate_wgrad``'s return value), else as a tensor, as Megatron's linears return it."""
+    x2 = total_input.reshape(-1, total_input.shape[-1])
+    g2 = grad_output.reshape(-1, grad_output.shape[-1])
+    if fused:
+        return accumulate_wgrad(weight, x2, g2)
+    return torch.matmul(g2.t(), x2)

@@ -35,15 +35,7 @@ from megatron_hybrid.compat.fused_collectives import (
     reduce_scatter_dim0,
     symm_mem_ops_available,
 )
-from megatron_hybrid.compat.wgrad_fusion import accumulate_wgrad
-
-
-def _weight_grad(weight, total_input, grad_output, fused: bool):
-    x2 = total_input.reshape(-1, total_input.shape[-1])
-    g2 = grad_output.reshape(-1, grad_output.shape[-1])
-    if fused:
-        return accumulate_wgrad(weight, x2, g2)
-    return torch.matmul(g2.t(), x2)
+from megatron_hybrid.compat.wgrad_fusion import weight_grad
 
 
 class _AllGatherMatmul(torch.autograd.Function):
@@ -63,7 +55,7 @@ class _AllGatherMatmul(torch.autograd.Function):
         dx_full = torch.matmul(dy, weight)  # the dgrad GEMM runs while the input is gathered again
         gather.wait()
         dx, scatter = reduce_scatter_dim0(dx_full, group, async_op=True)
-        dw = _weight_grad(weight, full, dy, ctx.wgrad_fused)  # ... and the wgrad GEMM while dx is reduce-scattered
+        dw = weight_grad(weight, full, dy, ctx.wgrad_fused)  # ... and the wgrad GEMM while dx is reduce-scattered
         scatter.wait()
         return dx, dw, None, None
 
@@ -81,7 +73,7 @@ class _MatmulReduceScatter(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         dy_full, dx = collectives_for(dy).all_gather_matmul(dy, weight, ctx.group, True)
-        return dx, _weight_grad(weight, x, dy_full, ctx.wgrad_fused), None, None
+        return dx, weight_grad(weight, x, dy_full, ctx.wgrad_fused), None, None
 
 
 def _overlappable(linear, x) -> bool:

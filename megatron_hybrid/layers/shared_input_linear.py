@@ -23,7 +23,8 @@ import torch.distributed as dist
 from megatron.core.tensor_parallel import ColumnParallelLinear
 
 from megatron_hybrid.compat.fused_collectives import all_gather_dim0, collectives_for, reduce_scatter_dim0
-from megatron_hybrid.layers.async_tp import AsyncTPColumnParallelLinear, _overlappable, _weight_grad
+from megatron_hybrid.compat.wgrad_fusion import weight_grad
+from megatron_hybrid.layers.async_tp import AsyncTPColumnParallelLinear, _overlappable
 
 ENV = "MEGATRON_HYBRID_GDN_SHARED_GATHER"
 
@@ -61,8 +62,8 @@ class _SharedInputColumnParallel(torch.autograd.Function):
             dx = dx_full
             reduce = dist.all_reduce(dx, group=group, async_op=True)
         # ... and the wgrad GEMMs while the input gradient is reduced
-        dw_a = _weight_grad(w_a, full, dy_a, ctx.fused[0])
-        dw_b = _weight_grad(w_b, full, dy_b, ctx.fused[1])
+        dw_a = weight_grad(w_a, full, dy_a, ctx.fused[0])
+        dw_b = weight_grad(w_b, full, dy_b, ctx.fused[1])
         reduce.wait()
         return dx, dw_a, dw_b, None, None, None, None, None
 

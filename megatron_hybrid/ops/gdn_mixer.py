@@ -25,7 +25,7 @@ import os
 import torch
 
 from ..compat.fused_collectives import collectives_for
-from ..compat.wgrad_fusion import accumulate_wgrad
+from ..compat.wgrad_fusion import weight_grad
 from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, causal_conv1d
 from .gated_delta_rule import gated_delta_rule
 from .gated_delta_rule.chunk import _meta, check_inputs, chunk_gated_delta_rule_bwd, chunk_gated_delta_rule_fwd
@@ -125,10 +125,8 @@ class GDNMixerFunction(torch.autograd.Function):
             y = torch.empty_like(o2)
         do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), dz3, y)
         if y is not None:
-            if ctx.wgrad_fused:  # into the DDP's main_grad in the GEMM, as Megatron's linear does with the fusion
-                dout_weight = accumulate_wgrad(out_weight, y.view(dout2.shape[0], -1), dout2)
-            else:
-                dout_weight = torch.matmul(dout2.t(), y.view(dout2.shape[0], -1))
+            # into the DDP's main_grad in the GEMM when fused, as Megatron's linear does with the fusion
+            dout_weight = weight_grad(out_weight, y.view(dout2.shape[0], -1), dout2, ctx.wgrad_fused)
             del y
         if dz3 is None:
             dz.copy_(dgate.view(dz.shape))
