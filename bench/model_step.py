@@ -124,7 +124,7 @@ def run_arm(spec: str, args, data: Path, workdir: Path, round_: int = 1) -> dict
     if args.layers:
         command += ["--model-overrides.n_layers", str(args.layers)]
     if args.profile_step is not None:
-        variant = "_variant" if extra or arm_env else ""
+        variant = f"_arm{args.arms.index(spec)}" if extra or arm_env else ""  # variants of one config apart
         prof = ROOT / "bench" / "results" / "profile" / f"{args.name}_{arm}{variant}_r{round_}"
         command += ["--profile-step-start", str(args.profile_step), "--profile-dir", str(prof)]
     if args.gpus == 1 and not any(a.startswith("--tensor-model-parallel-size") for a in args.trainer_args):

@@ -157,11 +157,11 @@ class TrainConfig:
             "with out_dtype; CUDA only); null = when available, true = required"
         },
     )
-    fused_adam: bool = field(
-        default=False,
+    fused_adam: bool | None = field(
+        default=None,
         metadata={
             "help": "torch's fused AdamW kernel (one pass over parameters and moments per step) instead of its foreach "
-            "implementation, where Megatron uses torch's AdamW (no apex/TE); not yet timed on a GPU"
+            "implementation, where Megatron uses torch's AdamW (no apex/TE); null = on CUDA"
         },
     )
     fused_cross_entropy: bool | None = field(

@@ -28,6 +28,7 @@ from megatron.core import parallel_state
 from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from megatron_hybrid.compat import fused_adamw
 from megatron_hybrid.compat.distributed import init_distributed
 from megatron_hybrid.data import loader as default_loader
 from megatron_hybrid.data.datasets import build_datasets
@@ -79,7 +80,9 @@ def _forward_step(device, z_loss_weight, fused_loss, data_iterator, model):
 
 def _loss_func(labels, z_loss_weight, logits, fused=False):
     ce, z = lm_loss(logits, labels, z_loss_weight, fused=fused)
-    count = torch.tensor(labels.numel(), device=labels.device, dtype=torch.int)
+    # torch.full, not torch.tensor: a Python scalar copied to the GPU is a synchronising copy, which would stop the
+    # host from running ahead of the GPU once per micro-batch
+    count = torch.full((), labels.numel(), device=labels.device, dtype=torch.int)
     stats = torch.stack([ce.detach().sum(), z.detach().sum(), count.float()])
     # Megatron divides by the token count and the number of micro-batches: a per-token mean.
     return (ce + z).sum(), count, {"stats": stats}
@@ -115,6 +118,8 @@ class Trainer:
             cfg.fused_cross_entropy = triton_runs_on(self.device)
         elif cfg.fused_cross_entropy and not triton_runs_on(self.device):
             raise ValueError("fused_cross_entropy: true needs CUDA (Triton kernels); set it to null or false")
+        if cfg.fused_adam is None:
+            cfg.fused_adam = self.device.type == "cuda"
         self.dp_size = parallel_state.get_data_parallel_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.num_micro = cfg.global_batch_size // (cfg.micro_batch_size * self.dp_size)
@@ -323,7 +328,8 @@ class Trainer:
             f"{self.num_micro} micro-batch(es) of {cfg.micro_batch_size} x {cfg.seq_length} per step; "
             f"wgrad fusion {'on' if self.engine.transformer_config.gradient_accumulation_fusion else 'off'}, "
             f"async TP {'on' if cfg.async_tensor_parallel else 'off'}, "
-            f"fused loss {'on' if cfg.fused_cross_entropy else 'off'}; "
+            f"fused loss {'on' if cfg.fused_cross_entropy else 'off'}, "
+            f"fused AdamW {'on' if fused_adamw.uses_fused(self.engine.optimizer) else 'off'}; "
             + " ".join(f"{key}={value}" for key, value in self.runtime_env.items())
         )
         sigterm = _SigtermFlag(cfg.exit_on_sigterm)

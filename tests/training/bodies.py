@@ -242,3 +242,32 @@ def profiled_run(rank, world_size, prefix, workdir):
     out_dir = Path(workdir) / "prof"
     out = train(base_config(prefix, workdir, profile_step_start=2, profile_steps=2, profile_dir=str(out_dir)))
     return {"step": out["step"], "files": sorted(p.name for p in out_dir.glob("*")) if out_dir.exists() else []}
+
+
+def micro_batch_sync_error(rank, world_size, prefix, workdir, overrides):
+    """One micro-batch of the trainer's forward, loss and backward under CUDA's sync debug mode "error": the message
+    of the first host-synchronising call (``.item()``, a pageable host-to-device copy, ...), or None. A sync there
+    stops the host from running ahead of the GPU once per micro-batch. A first micro-batch warms up (compiles)."""
+    import torch
+
+    from megatron_hybrid.training.trainer import Trainer, _forward_step
+
+    trainer = Trainer(base_config(prefix, workdir, **overrides))
+    model, cfg = trainer.engine.chunks[0], trainer.cfg
+    batches = trainer._iterators(trainer.train_ds, 0, 1)
+
+    def micro_batch():
+        output, loss_func = _forward_step(trainer.device, cfg.z_loss_weight, cfg.fused_cross_entropy, batches, model)
+        loss, _count, _stats = loss_func(output)
+        loss.backward()
+
+    micro_batch()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        micro_batch()
+    except RuntimeError as err:
+        return str(err).splitlines()[0]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return None

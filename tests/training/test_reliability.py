@@ -38,6 +38,16 @@ def test_resume_with_fused_adamw_on_gpu(corpus, tmp_path):
         assert abs(got - r["full"][step]) <= 1e-4 * abs(r["full"][step]), (step, got, r["full"][step])
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_micro_batch_does_not_synchronise_the_host(corpus, tmp_path):
+    """The hybrid's forward, fused loss and backward (Triton kernels, bf16) make no host-synchronising call, so the
+    host runs ahead of the GPU across micro-batches."""
+    overrides = {"bf16": True, "seq_length": 256, "micro_batch_size": 1, "global_batch_size": 4}
+    error = run_on_ranks(bodies.micro_batch_sync_error, 1, (corpus, str(tmp_path), overrides))[0]
+    assert error is None, error
+
+
 @pytest.mark.slow
 def test_kill_during_save_keeps_last_good_checkpoint(corpus, tmp_path):
     with socket.socket() as s:
