@@ -122,6 +122,7 @@ def main(argv=None) -> int:
     from megatron_hybrid.compat.distributed import init_distributed
 
     init_distributed(1, 1)  # Megatron's cross-entropy reads the (one-rank) TP group
+    report.warm_up_gpu()
     variants = args.variants.split(",")
     rows = []
     for V in (int(v) for v in args.vocab.split(",")):

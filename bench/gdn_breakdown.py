@@ -17,6 +17,7 @@ import triton
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import report  # noqa: E402
 from gdn_kernels import SHAPES, make  # noqa: E402
 
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
@@ -29,6 +30,7 @@ def main():
     ap.add_argument("--shapes", default="olmo,olmo_tp2", help="comma-separated shape names from bench/gdn_kernels.py")
     ap.add_argument("--out", default=None, help="folder for gdn_breakdown.json (optional)")
     args = ap.parse_args()
+    report.warm_up_gpu()
     result = {}
     for name in args.shapes.split(","):
         B, T, H, K, V, lens = SHAPES[name]

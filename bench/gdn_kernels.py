@@ -163,6 +163,8 @@ def main():
         "dtype": "bf16 inputs, fp32 g, use_qk_l2norm=True, beta in (0, 2)",
         "split_state": f"{args.split_state} (segments: {args.split_segments or 'auto'})" if suffix else "off",
     }
+    meta["warm_up_s"] = round(report.warm_up_gpu(), 1)
+    meta["gpu_state_after_warm_up"] = report.gpu_state()
     rows = []
     for name in args.shapes.split(","):
         B, T, H, K, V, lens = SHAPES[name]

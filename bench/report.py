@@ -29,6 +29,40 @@ def git_commit() -> str:
         return "unknown (no git checkout)"
 
 
+def gpu_state() -> str:
+    """The current GPU's SM clock (and its maximum), power state, power draw and temperature, from nvidia-smi: a
+    first measurement on a freshly started machine has run slow before, and this says whether the card was clocked
+    down. Empty without a GPU or nvidia-smi."""
+    if not torch.cuda.is_available():
+        return ""
+    fields = "pstate,clocks.sm,clocks.max.sm,power.draw,temperature.gpu"
+    index = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0] or str(torch.cuda.current_device())
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "-i", index, f"--query-gpu={fields}", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{fields}: {done.stdout.strip()}"
+
+
+def warm_up_gpu(seconds: float = 3.0) -> float:
+    """Keep the GPU busy with bf16 GEMMs for ``seconds`` before anything is timed, so the first measurement of a
+    run does not pay for clocks ramping up; returns the seconds spent (0 without a GPU)."""
+    if not torch.cuda.is_available():
+        return 0.0
+    import time
+
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(20):
+            a @ a
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def environment() -> dict:
     import triton
 
@@ -47,6 +81,8 @@ def environment() -> dict:
             if k.startswith("MEGATRON_HYBRID_") and k != "MEGATRON_HYBRID_COMMIT"
         ),
     }
+    if torch.cuda.is_available():
+        env["gpu_state"] = gpu_state()
     try:
         import megatron.core
 
