@@ -216,8 +216,7 @@ def load(path, chunks, optimizer, scheduler) -> dict:
             getattr(chunk, "module", chunk).load_state_dict(loaded[f"model{i}"])
         optimizer.load_state_dict(loaded["optimizer"])
         _restore_adam_step(optimizer, loaded["optimizer"])
-        if fused:
-            fused_adamw.enable(optimizer)
+        fused_adamw.set_fused(optimizer, fused)  # the run's choice, whichever the checkpoint was saved with
     scheduler.load_state_dict(loaded["scheduler"])
     return loaded["extra"]
 

@@ -146,8 +146,7 @@ def build_optimizer(cfg: TrainConfig, chunks: list):
     if cfg.no_weight_decay_params:
         overrides[ParamKey(name=tuple(cfg.no_weight_decay_params))] = ParamGroupOverride(wd_mult=0.0)
     optimizer = get_megatron_optimizer(opt_cfg, chunks, config_overrides=overrides)
-    if cfg.fused_adam:
-        fused_adamw.enable(optimizer)  # no-op where apex's / TE's FusedAdam was picked
+    fused_adamw.set_fused(optimizer, bool(cfg.fused_adam))  # no-op where apex's / TE's FusedAdam was picked
     return optimizer
 
 

@@ -61,6 +61,22 @@ def resume_matches(rank, world_size, prefix, workdir, overrides):
     return {"full": full, "first": first["losses"], "second": second["losses"], "fused_after_load": fused_after_load}
 
 
+def resume_switching_fused_adam(rank, world_size, prefix, workdir, fused_before, fused_after):
+    """Train to step 3 (checkpoint) with ``fused_adam=fused_before``, resume to step 6 with ``fused_after``; and the
+    uninterrupted run with ``fused_before``."""
+    from megatron_hybrid.compat import fused_adamw
+    from megatron_hybrid.training.trainer import Trainer, train
+
+    full = train(base_config(prefix, workdir, train_iters=6, fused_adam=fused_before))["losses"]
+    ckpt = str(Path(workdir) / "ckpt")
+    common = dict(train_iters=6, save=ckpt, save_interval=100)
+    first = train(base_config(prefix, workdir, exit_interval=3, fused_adam=fused_before, **common))
+    resumed = Trainer(base_config(prefix, workdir, fused_adam=fused_after, **common))
+    fused_after_load = fused_adamw.uses_fused(resumed.engine.optimizer)
+    second = resumed.run()
+    return {"full": full, "first": first["losses"], "second": second["losses"], "fused_after_load": fused_after_load}
+
+
 def killed_during_save(prefix, workdir):
     """Train 2 steps (checkpoint at 2), then die by SIGKILL inside the save of step 4. Runs in a process group of
     its own, so the test can kill what it leaves behind (workers the kill orphans), as a cluster kills a job."""

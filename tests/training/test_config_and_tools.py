@@ -189,7 +189,7 @@ def test_venv_setup_checks_free_disk_first():
 
 
 def test_fused_adamw_switch_matches_foreach():
-    """fused_adamw.enable switches Megatron's inner torch AdamW to the fused kernel (steps moved with it); three
+    """fused_adamw.set_fused switches Megatron's inner torch AdamW to the fused kernel (steps moved with it); three
     updates then equal the foreach implementation's to fp32 rounding."""
     import types
 
@@ -206,7 +206,7 @@ def test_fused_adamw_switch_matches_foreach():
         inner = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95))
         megatron_like = types.SimpleNamespace(chained_optimizers=[types.SimpleNamespace(optimizer=inner)])
         if fused:
-            assert fused_adamw.enable(megatron_like) == 1 and fused_adamw.uses_fused(megatron_like)
+            assert fused_adamw.set_fused(megatron_like, True) == 1 and fused_adamw.uses_fused(megatron_like)
         for step_grads in grads:
             for p, g in zip(params, step_grads):
                 p.grad = g.clone()

@@ -27,6 +27,19 @@ def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path, fused_adam
         assert abs(got - r["full"][step]) < 1e-6, (step, got, r["full"][step])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("before", [True, False], ids=["fused-to-foreach", "foreach-to-fused"])
+def test_resume_switching_fused_adamw(corpus, tmp_path, before):
+    """A checkpoint saved with one AdamW implementation resumes with the other (the default changed to fused on CUDA):
+    the run's own choice is in force after the load, and the losses follow the uninterrupted run to fp32 rounding."""
+    r = run_on_ranks(bodies.resume_switching_fused_adam, 1, (corpus, str(tmp_path), before, not before))[0]
+    assert r["fused_after_load"] is (not before)
+    assert sorted(r["first"]) == [1, 2, 3] and sorted(r["second"]) == [4, 5, 6]
+    for step in range(1, 7):
+        got = (r["first"] | r["second"])[step]
+        assert abs(got - r["full"][step]) <= 1e-5 * abs(r["full"][step]), (step, got, r["full"][step])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_resume_with_fused_adamw_on_gpu(corpus, tmp_path):
