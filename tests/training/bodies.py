@@ -43,8 +43,9 @@ def train_losses(rank, world_size, prefix, workdir, overrides):
     return {"losses": out["losses"], "step": out["step"], "stopped_by": out["stopped_by"]}
 
 
-def resume_matches(rank, world_size, prefix, workdir, overrides):
-    """Uninterrupted run vs. the same run stopped at step 3 (checkpoint) and resumed."""
+def resume_matches(rank, world_size, prefix, workdir, overrides, resume_overrides=None):
+    """Uninterrupted run vs. the same run stopped at step 3 (checkpoint) and resumed; ``resume_overrides`` change the
+    resumed run's settings over ``overrides`` (e.g. a checkpoint resumed with the other AdamW implementation)."""
     from megatron_hybrid.training.trainer import train
 
     full = train(base_config(prefix, workdir, train_iters=6, **overrides))["losses"]
@@ -55,24 +56,9 @@ def resume_matches(rank, world_size, prefix, workdir, overrides):
     from megatron_hybrid.compat import fused_adamw
     from megatron_hybrid.training.trainer import Trainer
 
-    resumed = Trainer(base_config(prefix, workdir, train_iters=6, save=ckpt, save_interval=100, **overrides))
+    resumed_overrides = overrides | (resume_overrides or {})
+    resumed = Trainer(base_config(prefix, workdir, train_iters=6, save=ckpt, save_interval=100, **resumed_overrides))
     fused_after_load = fused_adamw.uses_fused(resumed.engine.optimizer)  # the loaded groups, flag put back
-    second = resumed.run()
-    return {"full": full, "first": first["losses"], "second": second["losses"], "fused_after_load": fused_after_load}
-
-
-def resume_switching_fused_adam(rank, world_size, prefix, workdir, fused_before, fused_after):
-    """Train to step 3 (checkpoint) with ``fused_adam=fused_before``, resume to step 6 with ``fused_after``; and the
-    uninterrupted run with ``fused_before``."""
-    from megatron_hybrid.compat import fused_adamw
-    from megatron_hybrid.training.trainer import Trainer, train
-
-    full = train(base_config(prefix, workdir, train_iters=6, fused_adam=fused_before))["losses"]
-    ckpt = str(Path(workdir) / "ckpt")
-    common = dict(train_iters=6, save=ckpt, save_interval=100)
-    first = train(base_config(prefix, workdir, exit_interval=3, fused_adam=fused_before, **common))
-    resumed = Trainer(base_config(prefix, workdir, fused_adam=fused_after, **common))
-    fused_after_load = fused_adamw.uses_fused(resumed.engine.optimizer)
     second = resumed.run()
     return {"full": full, "first": first["losses"], "second": second["losses"], "fused_after_load": fused_after_load}
 

@@ -14,6 +14,11 @@ from tests.distributed_harness import run_on_ranks
 from tests.training import bodies
 
 
+def resumed_against_full(r: dict) -> list[tuple[int, float, float]]:
+    """(step, resumed-run loss, uninterrupted-run loss) for steps 1..6 of a ``bodies.resume_matches`` result."""
+    return [(step, (r["first"] | r["second"])[step], r["full"][step]) for step in range(1, 7)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fused_adam", [False, True], ids=["foreach-adamw", "fused-adamw"])
 def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path, fused_adam):
@@ -22,9 +27,8 @@ def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path, fused_adam
     r = run_on_ranks(bodies.resume_matches, 2, (corpus, str(tmp_path), {"fused_adam": fused_adam}))[0]
     assert r["fused_after_load"] is fused_adam
     assert sorted(r["first"]) == [1, 2, 3] and sorted(r["second"]) == [4, 5, 6]
-    for step in range(1, 7):
-        got = (r["first"] | r["second"])[step]
-        assert abs(got - r["full"][step]) < 1e-6, (step, got, r["full"][step])
+    for step, got, want in resumed_against_full(r):
+        assert abs(got - want) < 1e-6, (step, got, want)
 
 
 @pytest.mark.slow
@@ -32,12 +36,12 @@ def test_resume_reproduces_uninterrupted_losses_dp2(corpus, tmp_path, fused_adam
 def test_resume_switching_fused_adamw(corpus, tmp_path, before):
     """A checkpoint saved with one AdamW implementation resumes with the other (the default changed to fused on CUDA):
     the run's own choice is in force after the load, and the losses follow the uninterrupted run to fp32 rounding."""
-    r = run_on_ranks(bodies.resume_switching_fused_adam, 1, (corpus, str(tmp_path), before, not before))[0]
+    args = (corpus, str(tmp_path), {"fused_adam": before}, {"fused_adam": not before})
+    r = run_on_ranks(bodies.resume_matches, 1, args)[0]
     assert r["fused_after_load"] is (not before)
     assert sorted(r["first"]) == [1, 2, 3] and sorted(r["second"]) == [4, 5, 6]
-    for step in range(1, 7):
-        got = (r["first"] | r["second"])[step]
-        assert abs(got - r["full"][step]) <= 1e-5 * abs(r["full"][step]), (step, got, r["full"][step])
+    for step, got, want in resumed_against_full(r):
+        assert abs(got - want) <= 1e-5 * abs(want), (step, got, want)
 
 
 @pytest.mark.gpu
@@ -46,9 +50,8 @@ def test_resume_with_fused_adamw_on_gpu(corpus, tmp_path):
     """The fused kernel on CUDA reads Adam's step on the device: created, saved, loaded and restored there."""
     r = run_on_ranks(bodies.resume_matches, 1, (corpus, str(tmp_path), {"fused_adam": True}))[0]
     assert r["fused_after_load"] is True
-    for step in range(1, 7):
-        got = (r["first"] | r["second"])[step]
-        assert abs(got - r["full"][step]) <= 1e-4 * abs(r["full"][step]), (step, got, r["full"][step])
+    for step, got, want in resumed_against_full(r):
+        assert abs(got - want) <= 1e-4 * abs(want), (step, got, want)
 
 
 @pytest.mark.gpu
