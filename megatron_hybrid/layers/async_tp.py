@@ -76,7 +76,8 @@ class _MatmulReduceScatter(torch.autograd.Function):
         return dx, weight_grad(weight, x, dy_full, ctx.wgrad_fused), None, None
 
 
-def _overlappable(linear, x) -> bool:
+def overlappable(linear, x) -> bool:
+    """Whether ``linear``'s sequence-parallel collectives can run as the fused symmetric-memory ops for input ``x``."""
     return (
         (x.is_cuda and symm_mem_ops_available() or fused_collectives.force_reference)
         and linear.sequence_parallel
@@ -94,7 +95,7 @@ class AsyncTPColumnParallelLinear(ColumnParallelLinear):
     def forward(self, input_, weight=None, runtime_gather_output=None):
         gather = self.gather_output if runtime_gather_output is None else runtime_gather_output
         w = self.weight if weight is None else weight
-        if not _overlappable(self, input_) or gather:
+        if not overlappable(self, input_) or gather:
             return super().forward(input_, weight=weight, runtime_gather_output=runtime_gather_output)
         out = _AllGatherMatmul.apply(input_, w, self.tp_group, self.gradient_accumulation_fusion)
         return out, None
@@ -106,7 +107,7 @@ class AsyncTPRowParallelLinear(RowParallelLinear):
 
     def overlaps(self, input_) -> bool:
         """Whether this call takes the pipelined path (else it is Megatron's RowParallelLinear)."""
-        return _overlappable(self, input_) and self.input_is_parallel
+        return overlappable(self, input_) and self.input_is_parallel
 
     def forward(self, input_):
         if not self.overlaps(input_):

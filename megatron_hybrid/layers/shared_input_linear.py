@@ -24,7 +24,7 @@ from megatron.core.tensor_parallel import ColumnParallelLinear
 
 from megatron_hybrid.compat.fused_collectives import all_gather_dim0, collectives_for, reduce_scatter_dim0
 from megatron_hybrid.compat.wgrad_fusion import weight_grad
-from megatron_hybrid.layers.async_tp import AsyncTPColumnParallelLinear, _overlappable
+from megatron_hybrid.layers.async_tp import AsyncTPColumnParallelLinear, overlappable
 
 ENV = "MEGATRON_HYBRID_GDN_SHARED_GATHER"
 
@@ -100,7 +100,7 @@ def shared_input_projections(x: torch.Tensor, a, b) -> tuple[torch.Tensor, torch
     ``shares_input(a, b)``; the linears' own forwards otherwise."""
     if not shares_input(a, b):
         return a(x)[0], b(x)[0]
-    pipelined = isinstance(a, AsyncTPColumnParallelLinear) and _overlappable(a, x)
+    pipelined = isinstance(a, AsyncTPColumnParallelLinear) and overlappable(a, x)
     return _SharedInputColumnParallel.apply(
         x, a.weight, b.weight, a.tp_group, a.sequence_parallel, pipelined,
         a.gradient_accumulation_fusion, b.gradient_accumulation_fusion,
