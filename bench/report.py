@@ -36,7 +36,10 @@ def gpu_state() -> str:
     if not torch.cuda.is_available():
         return ""
     fields = "pstate,clocks.sm,clocks.max.sm,power.draw,temperature.gpu"
-    index = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0] or str(torch.cuda.current_device())
+    # nvidia-smi numbers GPUs as the machine does: map the current device through CUDA_VISIBLE_DEVICES
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    current = torch.cuda.current_device()
+    index = visible[current].strip() if current < len(visible) else str(current)
     try:
         done = subprocess.run(
             ["nvidia-smi", "-i", index, f"--query-gpu={fields}", "--format=csv,noheader"],
