@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,20 @@ def make(B, T, H, K, V, lens, seed=0):
     return q, k, v, g, beta, cu
 
 
+HOST_ITERS = 20  # fwd+bwd calls timed on the host without a sync (~20 launches each: well inside the launch queue)
+
+
+def chosen_configs() -> dict[str, str]:
+    """The launch config each of our autotuned kernels ran last (the autotuner's pick, or the single config with
+    MEGATRON_HYBRID_AUTOTUNE=0)."""
+    from megatron_hybrid.ops.gated_delta_rule import chunk as C
+    from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local_kernel
+
+    kernels = (C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel, chunk_bwd_dv_local_kernel,
+               C.chunk_bwd_dh_kernel, C.chunk_bwd_dqk_kernel, C.chunk_wy_bwd_kernel)  # fmt: skip
+    return {kern.fn.__name__: str(getattr(kern, "best_config", None)) for kern in kernels}
+
+
 def bench_one(fn, inputs, do):
     xs = [x.clone().requires_grad_() for x in inputs]
 
@@ -89,6 +104,13 @@ def bench_one(fn, inputs, do):
     torch.cuda.synchronize()
     t_f = triton.testing.do_bench(fwd, warmup=50, rep=300, return_mode="median")
     t_fb = triton.testing.do_bench(fwd_bwd, warmup=50, rep=500, grad_to_none=xs, return_mode="median")
+    # the host's own time per fwd+bwd (launches return before the GPU finishes): when it reaches the GPU time above,
+    # the op is launch-bound at this shape and the GPU time is the host's
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(HOST_ITERS):
+        fwd_bwd()
+    t_host = (time.perf_counter() - t0) / HOST_ITERS * 1e3
     for x in xs:
         x.grad = None
     torch.cuda.synchronize()
@@ -100,7 +122,7 @@ def bench_one(fn, inputs, do):
     grads = [x.grad for x in xs]
     with torch.no_grad():
         o = fn(*xs)
-    return t_f, t_fb, peak, o, grads
+    return t_f, t_fb, peak, o, grads, t_host
 
 
 def check_fp64(q, k, v, g, beta, cu, do, o, grads):
@@ -123,14 +145,21 @@ def write_results(rows, meta, stem):
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
-    lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours peak MiB | fla fwd ms | "
-              "fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla |", "|" + "---|" * 13]  # fmt: skip
+    lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours host ms | ours peak MiB | "
+              "fla fwd ms | fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla |", "|" + "---|" * 14]  # fmt: skip
     for r in rows:
         name = r["shape"] + (" (packed)" if r["packed"] else "")
         fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {r['fla_peak_mib']:.0f} | {r['ratio_fwd_bwd']:.2f}"
                if "fla_fwd_ms" in r else "- | - | - | -")  # fmt: skip
         lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {r['ours_fwd_ms']:.3f} | "
-                     f"{r['ours_fwd_bwd_ms']:.3f} | {r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
+                     f"{r['ours_fwd_bwd_ms']:.3f} | {r.get('ours_host_fwd_bwd_ms', float('nan')):.3f} | "
+                     f"{r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
+    lines += [
+        "",
+        "`ours host ms`: the host's time per fwd+bwd call, launches only (no sync); where it reaches `ours "
+        "fwd+bwd ms`, that time is the host's launch time, not the GPU's. Our kernels' configs per shape "
+        "(autotuned, or the first of each list with MEGATRON_HYBRID_AUTOTUNE=0) are in the JSON.",
+    ]
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -175,15 +204,16 @@ def main():
             return chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm=True)[0]
 
         row = {"shape": name, "B": B, "T": T, "H": H, "K": K, "V": V, "packed": lens}
-        t_f, t_fb, peak, o, grads = bench_one(ours, (q, k, v, g, beta), do)
-        row.update(ours_fwd_ms=t_f, ours_fwd_bwd_ms=t_fb, ours_peak_mib=peak)
+        t_f, t_fb, peak, o, grads, t_host = bench_one(ours, (q, k, v, g, beta), do)
+        row.update(ours_fwd_ms=t_f, ours_fwd_bwd_ms=t_fb, ours_peak_mib=peak, ours_host_fwd_bwd_ms=t_host)
+        row["ours_configs"] = chosen_configs()
         if fla_op is not None:
             cu_l = None if cu is None else cu.long()
 
             def theirs(q, k, v, g, beta, cu=cu_l):
                 return fla_op(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm_in_kernel=True)[0]
 
-            f_f, f_fb, f_peak, f_o, f_grads = bench_one(theirs, (q, k, v, g, beta), do)
+            f_f, f_fb, f_peak, f_o, f_grads, _ = bench_one(theirs, (q, k, v, g, beta), do)
             row.update(fla_fwd_ms=f_f, fla_fwd_bwd_ms=f_fb, fla_peak_mib=f_peak, ratio_fwd_bwd=t_fb / f_fb)
 
             def rel(a, b):
@@ -200,7 +230,7 @@ def main():
             if bad:
                 raise SystemExit(f"{name}: autotuned kernels off the fp64 reference: {bad}")
         rows.append(row)
-        msg = f"{name:18s} ours fwd {t_f:.3f} ms fwd+bwd {t_fb:.3f} ms peak {peak:.0f} MiB"
+        msg = f"{name:18s} ours fwd {t_f:.3f} ms fwd+bwd {t_fb:.3f} ms (host {t_host:.3f}) peak {peak:.0f} MiB"
         if fla_op is not None:
             msg += (
                 f" | fla fwd {row['fla_fwd_ms']:.3f} fwd+bwd {row['fla_fwd_bwd_ms']:.3f} peak {row['fla_peak_mib']:.0f}"

@@ -335,11 +335,13 @@ def _conv1d_fwd(x, weight, act: bool, tok_bos=None, tok_eos=None):
     y = torch.empty(B, T, C, dtype=x.dtype, device=x.device)
     if R == 0 or C == 0:
         return y
-    # [32, 128] tiles: 32 fp32 values per thread per live tile at 4 warps; ~3 live tiles
-    BT, BC = 32, min(128, triton.next_power_of_2(C))
+    # [16, 128] tiles, 2 warps (32 fp32 values per thread per live tile): 0.047 / 0.082 ms against 0.064 / 0.100 for
+    # [32, 128] with 4 warps over the mixer's [q k] half at H = 15 / 30, T = 8192 (bench/gdn_config_sweep.py, H100,
+    # 2026-11-27)
+    BT, BC = 16, min(128, triton.next_power_of_2(C))
     conv1d_fwd_kernel[(triton.cdiv(R, BT), triton.cdiv(C, BC))](
         x, weight.contiguous(), y, tok_bos, tok_eos, R, T, x.stride(0), x.stride(1), C=C, W=W, BT=BT, BC=BC,
-        ACT=act, SEQS=_seqs(B, tok_bos),
+        ACT=act, SEQS=_seqs(B, tok_bos), num_warps=2,
     )  # fmt: skip
     return y
 

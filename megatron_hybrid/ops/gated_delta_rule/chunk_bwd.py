@@ -21,11 +21,15 @@ import triton.language as tl
 
 from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
 
+# A 168-register cap first (3 programs per SM instead of 2 at 4 warps): 0.220 / 0.439 ms against 0.245 / 0.474
+# uncapped at H = 15 / 30 (bench/gdn_config_sweep.py, H100, Triton 3.6, 2026-11-27). num_stages = 1 with BV = 64 and
+# 4 warps is left out: it hit an illegal memory access there (Triton 3.6 on Hopper), with or without the cap.
+DQK_CONFIGS = [
+    triton.Config({"BV": 64}, num_warps=4, num_stages=s, maxnreg=r) for s, r in ((2, 168), (2, None), (3, None))
+]
 
-@autotune(
-    configs=[triton.Config({"BV": 64}, num_warps=w, num_stages=2) for w in (4, 8)],
-    key=["H", "HV", "K", "V", "BK"],
-)  # fmt: skip
+
+@autotune(configs=DQK_CONFIGS, key=["H", "HV", "K", "V", "BK"])
 @triton.jit(do_not_specialize=["T"])
 def chunk_bwd_dqk_kernel(
     q,

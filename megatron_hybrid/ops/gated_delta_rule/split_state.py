@@ -153,7 +153,9 @@ def _init_state(
     return b0, b1, b2, b3
 
 
-_CFG = ((32, 4, 2), (64, 4, 2), (16, 4, 2))  # as chunk_h.CONFIGS; separate lists (the interpreter edits BV in place)
+# chunk_h's list before its 2026-11-27 sweep (the split kernels were not swept); separate lists: the interpreter edits
+# BV in place
+_CFG = ((32, 4, 2), (64, 4, 2), (16, 4, 2))
 CONFIGS_FWD = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in _CFG]
 CONFIGS_BWD = [triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in _CFG]
 
