@@ -25,6 +25,22 @@ from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local, c
 from megatron_hybrid.ops.norms import l2norm  # noqa: E402
 
 
+def stage_inputs(name: str):
+    """Every stage's inputs at a shape of bench/gdn_kernels.py, from one forward and backward of the kernels:
+    (q, k, v, g, beta, do, scale, meta, gcum, Ai, w, u, h, v_new, dv2, dh, dk_part, dw, dgp)."""
+    B, T, H, K, V, lens = SHAPES[name]
+    q, k, v, g, beta, cu = make(B, T, H, K, V, lens)
+    q, k = l2norm(q), l2norm(k)
+    do = torch.randn_like(v)
+    scale = K**-0.5
+    meta = C._meta(B, T, cu)
+    gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
+    h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, None, False, meta)
+    dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta)
+    _, dk_part, dw, dgp = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
+    return q, k, v, g, beta, do, scale, meta, gcum, Ai, w, u, h, v_new, dv2, dh, dk_part, dw, dgp
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default="olmo,olmo_tp2", help="comma-separated shape names from bench/gdn_kernels.py")
@@ -33,16 +49,7 @@ def main():
     report.warm_up_gpu()
     result = {}
     for name in args.shapes.split(","):
-        B, T, H, K, V, lens = SHAPES[name]
-        q, k, v, g, beta, cu = make(B, T, H, K, V, lens)
-        q, k = l2norm(q), l2norm(k)
-        do = torch.randn_like(v)
-        scale = K**-0.5
-        meta = C._meta(B, T, cu)
-        gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
-        h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, None, False, meta)
-        dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta)
-        dq, dk_part, dw, dgp = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
+        q, k, v, g, beta, do, scale, meta, gcum, Ai, w, u, h, v_new, dv2, dh, dk_part, dw, dgp = stage_inputs(name)
         stages = {
             "wy_fwd (cumsum+solve+w,u)": lambda: C.chunk_wy_fwd(k, v, g, beta, meta),
             "fwd_h (h, v_new)": lambda: C.chunk_fwd_h(k, w, u, gcum, None, False, meta),

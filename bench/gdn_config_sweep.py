@@ -27,13 +27,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import report  # noqa: E402
-from gdn_kernels import SHAPES, make  # noqa: E402
+from gdn_breakdown import stage_inputs  # noqa: E402
+from gdn_kernels import SHAPES  # noqa: E402
 
 from megatron_hybrid.ops import conv1d as CV  # noqa: E402
 from megatron_hybrid.ops import norms as NM  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local, chunk_bwd_dv_local_kernel  # noqa: E402
-from megatron_hybrid.ops.norms import l2norm  # noqa: E402
 
 DEVICE = "cuda"  # the CPU smoke check of this script (interpreter) sets "cpu"
 
@@ -76,16 +76,7 @@ def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def gdn_stages(shape: str):
     """(stage name, autotuned kernel, config list, launcher returning the outputs) at one shape."""
-    B, T, H, K, V, lens = SHAPES[shape]
-    q, k, v, g, beta, cu = make(B, T, H, K, V, lens)
-    q, k = l2norm(q), l2norm(k)
-    do = torch.randn_like(v)
-    scale = K**-0.5
-    meta = C._meta(B, T, cu)
-    gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
-    h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, None, False, meta)
-    dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta)
-    dq, dk_part, dw, dgp = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
+    q, k, v, g, beta, do, scale, meta, gcum, Ai, w, u, h, v_new, dv2, dh, dk_part, dw, dgp = stage_inputs(shape)
 
     def bwd_dh():  # includes dv_local at its own (autotuned) config: a constant across this stage's rows
         return C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta)[:2]
