@@ -34,6 +34,7 @@ from megatron_hybrid.ops import conv1d as CV  # noqa: E402
 from megatron_hybrid.ops import norms as NM  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local, chunk_bwd_dv_local_kernel  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.utils import reset_tuning  # noqa: E402
 
 DEVICE = "cuda"  # the CPU smoke check of this script (interpreter) sets "cpu"
 
@@ -247,7 +248,7 @@ def run_shape(shape, wanted, timing, rows):
 
             def launcher(cfg):
                 kern.configs = [cfg]
-                kern.cache.clear()
+                reset_tuning(kern)
                 return lambda: _as_tuple(fn())
 
             default = saved[0]
@@ -284,7 +285,7 @@ def run_shape(shape, wanted, timing, rows):
             print(row, flush=True)
         if saved is not None:
             stages[stage][0].configs = saved
-            stages[stage][0].cache.clear()
+            reset_tuning(stages[stage][0])
 
 
 def summarise(rows):

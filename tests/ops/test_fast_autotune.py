@@ -67,3 +67,19 @@ def test_single_config_keeps_triton_run(monkeypatch):
     monkeypatch.setenv("MEGATRON_HYBRID_AUTOTUNE", "0")
     t = utils.autotune(configs=[triton.Config({"BLOCK": 16}), triton.Config({"BLOCK": 32})], key=["N"])(_copy_kernel)
     assert len(t.configs) == 1 and "run" not in t.__dict__
+
+
+def test_configs_replaced_after_decoration_are_honoured(tuner):
+    """bench/gdn_config_sweep.py cuts a tuned kernel's list to the one config it times: each launch must run it,
+    not a config remembered from before; ``reset_tuning`` forgets the remembered choices."""
+    x, y = torch.zeros(64), torch.zeros(64)
+    tuner[(1,)](x, y, 64, MODE=0)  # remembers BLOCK=16 for this key
+    full = tuner.configs
+    tuner.configs = [full[1]]
+    utils.reset_tuning(tuner)
+    tuner[(1,)](x, y, 64, MODE=0)
+    assert tuner.launches[-1]["BLOCK"] == 32
+    tuner.configs = full
+    utils.reset_tuning(tuner)
+    tuner[(1,)](x, y, 64, MODE=0)
+    assert tuner.tuning_runs == [64, 64, 64] and tuner.launches[-1]["BLOCK"] == 16
