@@ -27,6 +27,8 @@ def autotune(configs: list[triton.Config], key: list[str], **kwargs):
     def wrap(fn):
         tuner = decorate(fn)
         if len(tuner.configs) > 1:
+            tuner._key_positions = [(name, tuner.arg_names.index(name)) for name in tuner.keys]
+            tuner._fast_configs = {}
             tuner.run = types.MethodType(fast_tuned_launch, tuner)
         return tuner
 
@@ -36,16 +38,14 @@ def autotune(configs: list[triton.Config], key: list[str], **kwargs):
 def reset_tuning(tuner) -> None:
     """Forget every tuned choice (triton's and ``fast_tuned_launch``'s), e.g. after replacing ``tuner.configs``."""
     tuner.cache.clear()
-    tuner.__dict__.pop("_fast_configs", None)
+    if hasattr(tuner, "_fast_configs"):
+        tuner._fast_configs.clear()
 
 
 def _launch_key(tuner, args, kwargs) -> tuple:
     """What triton's Autotuner keys its choice on: the values of the ``key`` arguments and the dtypes of the
     arguments that have one, here read by position or keyword without building the argument dicts."""
-    positions = tuner.__dict__.get("_key_positions")
-    if positions is None:
-        positions = tuner._key_positions = [(name, tuner.arg_names.index(name)) for name in tuner.keys]
-    values = [kwargs[name] if name in kwargs else args[i] for name, i in positions]
+    values = [kwargs[name] if name in kwargs else args[i] for name, i in tuner._key_positions]
     values += [a.dtype for a in args if hasattr(a, "dtype")]
     values += [a.dtype for a in kwargs.values() if hasattr(a, "dtype")]
     return tuple(values)
@@ -60,11 +60,10 @@ def fast_tuned_launch(tuner, *args, **kwargs):
     if len(tuner.configs) == 1:  # a list cut to one config after decoration (bench/gdn_config_sweep.py does)
         return type(tuner).run(tuner, *args, **kwargs)
     key = _launch_key(tuner, args, kwargs)
-    fast = tuner.__dict__.setdefault("_fast_configs", {})
-    hit = fast.get(key)
+    hit = tuner._fast_configs.get(key)
     if hit is None:
         ret = type(tuner).run(tuner, *args, **kwargs)
-        fast[key] = (tuner.best_config, tuner.best_config.all_kwargs())
+        tuner._fast_configs[key] = (tuner.best_config, tuner.best_config.all_kwargs())
         return ret
     tuner.best_config = hit[0]
     return tuner.fn.run(*args, **kwargs, **hit[1])
