@@ -18,10 +18,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import report  # noqa: E402
-from gdn_kernels import SHAPES, make  # noqa: E402
+from gdn_kernels import SHAPES, chosen_configs, make  # noqa: E402
 
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
-from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local, chunk_bwd_dv_local_kernel  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local  # noqa: E402
 from megatron_hybrid.ops.norms import l2norm  # noqa: E402
 
 
@@ -69,10 +69,8 @@ def main():
             fn()
             res[s] = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
             print(f"{name:10s} {s:36s} {res[s]:.3f} ms", flush=True)
-        kernels = (C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel, chunk_bwd_dv_local_kernel,
-                   C.chunk_bwd_dh_kernel, C.chunk_bwd_dqk_kernel, C.chunk_wy_bwd_kernel)  # fmt: skip
-        for kern in kernels:
-            print(f"{name:10s} {kern.fn.__name__:36s} best config: {getattr(kern, 'best_config', None)}")
+        for kernel_name, config in chosen_configs().items():
+            print(f"{name:10s} {kernel_name:36s} best config: {config}")
         result[name] = res
     if args.out:
         with open(os.path.join(args.out, "gdn_breakdown.json"), "w") as f:

@@ -61,6 +61,29 @@ PER_CHUNK = _cfgs((32, 64), (4, 8), (1, 2, 3)) + _reg_capped((64,), (1, 2))
 DQK = [c for c in PER_CHUNK if not (c.kwargs["BV"] == 64 and c.num_stages == 1 and c.num_warps == 4)]
 # Sequential kernels: 1 program per (V block, sequence, head).
 STATE = _cfgs((16, 32, 64), (2, 4, 8), (1, 2, 3))
+# The mixer's row-blocked and conv kernels (launched directly: their host functions fix the tiles); each list starts
+# with the setting its host function uses (norms.py, conv1d.py).
+GNORM_FWD = [triton.Config({"BM": bm}, num_warps=w) for bm, w in itertools.product((8, 4, 16, 32), (4, 1, 2, 8))]
+GNORM_BWD = [triton.Config({"BM": bm}, num_warps=w) for bm, w in itertools.product((8, 4, 16, 32), (2, 1, 4, 8))]
+L2 = [triton.Config({"BM": bm}, num_warps=w) for bm, w in itertools.product((16, 8, 32, 64), (4, 1, 2, 8))]
+CONV_FWD = [
+    triton.Config({"BT": bt, "BC": bc}, num_warps=w)
+    for bt, bc, w in itertools.product((16, 32, 64), (128, 64, 256), (2, 4, 8))
+]
+CONV_BWD = [
+    triton.Config({"BT": bt, "BC": bc, "RPP": rpp}, num_warps=w, num_stages=1)
+    for bt, bc, rpp, w in itertools.product((16, 32), (64, 128), (16, 8, 32), (4, 2))
+]
+GDN_STAGES = {
+    "wy_fwd": WY_FWD, "fwd_h": STATE, "fwd_o": PER_CHUNK, "dv_local": PER_CHUNK, "bwd_dh": STATE, "dqk": DQK,
+    "wy_bwd": WY_BWD,
+}  # fmt: skip
+DIRECT_STAGES = {
+    "gated_norm_bwd": GNORM_BWD, "conv_fwd_qk": CONV_FWD, "gated_norm_fwd": GNORM_FWD, "l2norm_fwd_q": L2,
+    "l2norm_bwd_q": L2,
+    "conv_bwd": CONV_BWD,
+}  # fmt: skip
+STAGE_CONFIGS = {**GDN_STAGES, **DIRECT_STAGES}
 
 
 def describe(cfg: triton.Config) -> str:
@@ -76,7 +99,7 @@ def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def gdn_stages(shape: str):
-    """(stage name, autotuned kernel, config list, launcher returning the outputs) at one shape."""
+    """Stage name -> (autotuned kernel, launcher returning the outputs) at one shape; configs in GDN_STAGES."""
     q, k, v, g, beta, do, scale, meta, gcum, Ai, w, u, h, v_new, dv2, dh, dk_part, dw, dgp = stage_inputs(shape)
 
     def bwd_dh():  # includes dv_local at its own (autotuned) config: a constant across this stage's rows
@@ -88,20 +111,21 @@ def gdn_stages(shape: str):
     def wy_bwd():
         return C.chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
 
-    return [
-        ("wy_fwd", C.chunk_wy_fwd_kernel, WY_FWD, lambda: C.chunk_wy_fwd(k, v, g, beta, meta)),
-        ("fwd_h", C.chunk_fwd_h_kernel, STATE, lambda: C.chunk_fwd_h(k, w, u, gcum, None, False, meta)[:2]),
-        ("fwd_o", C.chunk_fwd_o_kernel, PER_CHUNK, lambda: C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)),
-        ("dv_local", chunk_bwd_dv_local_kernel, PER_CHUNK, lambda: chunk_bwd_dv_local(q, k, gcum, do, scale, meta)),
-        ("bwd_dh", C.chunk_bwd_dh_kernel, STATE, bwd_dh),
-        ("dqk", C.chunk_bwd_dqk_kernel, DQK, dqk),
-        ("wy_bwd", C.chunk_wy_bwd_kernel, WY_BWD, wy_bwd),
-    ]
+    return {
+        "wy_fwd": (C.chunk_wy_fwd_kernel, lambda: C.chunk_wy_fwd(k, v, g, beta, meta)),
+        "fwd_h": (C.chunk_fwd_h_kernel, lambda: C.chunk_fwd_h(k, w, u, gcum, None, False, meta)[:2]),
+        "fwd_o": (C.chunk_fwd_o_kernel, lambda: C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)),
+        "dv_local": (chunk_bwd_dv_local_kernel, lambda: chunk_bwd_dv_local(q, k, gcum, do, scale, meta)),
+        "bwd_dh": (C.chunk_bwd_dh_kernel, bwd_dh),
+        "dqk": (C.chunk_bwd_dqk_kernel, dqk),
+        "wy_bwd": (C.chunk_wy_bwd_kernel, wy_bwd),
+    }
 
 
 def direct_stages(shape: str):
-    """The mixer's bandwidth-bound kernels, launched directly with each config (their host functions fix the tiles):
-    the gated RMSNorm backward (recomputing y, as the fused mixer does) and the conv forward over the [q k] half."""
+    """Stage name -> launcher taking a config, for the mixer's bandwidth-bound kernels (configs in DIRECT_STAGES):
+    the gated RMSNorm forward and backward (recomputing y, as the fused mixer does), the conv forward over the [q k]
+    half and backward over q k v, the L2 norm of q both ways."""
     B, T, H, K, V, _ = SHAPES[shape]
     HV, QK = H, 2 * H * K
     width = QK + 2 * HV * V  # [q k v | z]
@@ -122,7 +146,7 @@ def direct_stages(shape: str):
         dwp = torch.empty(n_prog, D, dtype=torch.float32, device=dev)
         NM.gated_rms_norm_bwd_kernel[(n_prog,)](
             o2, g3, norm_w, rstd, dy, dx, dgate, dwp, y, M, g3.stride(0), g3.stride(1), HV * D, D,
-            D=D, GH=HV, BM=BM, BD=BD, STORE_Y=True, H_DTYPE=tl_dtype(dt), num_warps=cfg.num_warps,
+            D=D, GH=HV, BM=BM, BD=BD, STORE_Y=True, H_DTYPE=NM._TL[dt], num_warps=cfg.num_warps,
         )  # fmt: skip
         return dx, dgate, y, dwp.sum(0)
 
@@ -144,7 +168,7 @@ def direct_stages(shape: str):
         y, r = torch.empty_like(o2), torch.empty(M, dtype=torch.float32, device=dev)
         NM.gated_rms_norm_fwd_kernel[(triton.cdiv(M, BM),)](
             o2, g3, norm_w, y, r, M, 1e-6, g3.stride(0), g3.stride(1), D=D, GH=HV, BM=BM, BD=BD,
-            H_DTYPE=tl_dtype(dt), num_warps=cfg.num_warps,
+            H_DTYPE=NM._TL[dt], num_warps=cfg.num_warps,
         )  # fmt: skip
         return y, r
 
@@ -194,25 +218,10 @@ def direct_stages(shape: str):
         )  # fmt: skip
         return dxc, dwp.sum(0)
 
-    gnorm_cfgs = [triton.Config({"BM": bm}, num_warps=w) for bm, w in itertools.product((8, 4, 16, 32), (4, 1, 2, 8))]
-    l2_cfgs = [triton.Config({"BM": bm}, num_warps=w) for bm, w in itertools.product((16, 8, 32, 64), (4, 1, 2, 8))]
-    conv_bwd_cfgs = [
-        triton.Config({"BT": bt, "BC": bc, "RPP": rpp}, num_warps=w, num_stages=1)
-        for bt, bc, rpp, w in itertools.product((16, 32), (64, 128), (16, 8, 32), (4, 2))
-    ]
-    conv_cfgs = [
-        triton.Config({"BT": bt, "BC": bc}, num_warps=w)
-        for bt, bc, w in itertools.product((32, 16, 64), (128, 64, 256), (4, 2, 8))
-    ]
-    return [
-        ("gated_norm_bwd", gnorm, gnorm_cfgs), ("conv_fwd_qk", conv, conv_cfgs),
-        ("gated_norm_fwd", gnorm_fwd, gnorm_cfgs), ("l2norm_fwd_q", l2_fwd, l2_cfgs), ("l2norm_bwd_q", l2_bwd, l2_cfgs),
-        ("conv_bwd", conv_bwd, conv_bwd_cfgs),
-    ]  # fmt: skip
-
-
-def tl_dtype(dt):
-    return NM._TL[dt]
+    return {
+        "gated_norm_bwd": gnorm, "conv_fwd_qk": conv, "gated_norm_fwd": gnorm_fwd, "l2norm_fwd_q": l2_fwd,
+        "l2norm_bwd_q": l2_bwd, "conv_bwd": conv_bwd,
+    }  # fmt: skip
 
 
 def _as_tuple(x):
@@ -228,22 +237,17 @@ def jobs(shapes):
     return out
 
 
-STAGE_CONFIGS = {
-    "wy_fwd": WY_FWD, "fwd_h": STATE, "fwd_o": PER_CHUNK, "dv_local": PER_CHUNK, "bwd_dh": STATE, "dqk": DQK,
-    "wy_bwd": WY_BWD, "gated_norm_bwd": [None] * 16, "conv_fwd_qk": [None] * 27, "gated_norm_fwd": [None] * 16,
-    "l2norm_fwd_q": [None] * 16, "l2norm_bwd_q": [None] * 16, "conv_bwd": [None] * 24,
-}  # fmt: skip
-
-
 def run_shape(shape, wanted, timing, rows):
-    stages = {name: (kern, cfgs, fn) for name, kern, cfgs, fn in gdn_stages(shape)}
-    direct = {name: (cfgs, fn) for name, fn, cfgs in direct_stages(shape)}
-    for stage in STAGE_CONFIGS:
+    wanted_here = {st for (s, st, _) in wanted if s == shape}
+    # inputs only for the kinds of stage this process runs: the GDN ones take a forward and backward of every kernel
+    stages = gdn_stages(shape) if wanted_here & GDN_STAGES.keys() else {}
+    direct = direct_stages(shape) if wanted_here & DIRECT_STAGES.keys() else {}
+    for stage, cfgs in STAGE_CONFIGS.items():
         idx = [i for (s, st, i) in wanted if s == shape and st == stage]
         if not idx:
             continue
-        if stage in stages:
-            kern, cfgs, fn = stages[stage]
+        if stage in GDN_STAGES:
+            kern, fn = stages[stage]
             saved = kern.configs
 
             def launcher(cfg):
@@ -253,7 +257,7 @@ def run_shape(shape, wanted, timing, rows):
 
             default = saved[0]
         else:
-            cfgs, fn = direct[stage]
+            fn = direct[stage]
             saved = None
 
             def launcher(cfg):
@@ -284,8 +288,8 @@ def run_shape(shape, wanted, timing, rows):
             rows.append(row)
             print(row, flush=True)
         if saved is not None:
-            stages[stage][0].configs = saved
-            reset_tuning(stages[stage][0])
+            kern.configs = saved
+            reset_tuning(kern)
 
 
 def summarise(rows):
@@ -293,9 +297,9 @@ def summarise(rows):
     out = []
     for (shape, stage), grp in itertools.groupby(rows, key=lambda r: (r["shape"], r["stage"])):
         grp = [r for r in grp if "ms" in r]
-        default = next((r for r in grp if r["is_default"]), None)
         if not grp:
             continue
+        default = next((r for r in grp if r["is_default"]), None)
         usable = [r for r in grp if r.get("usable")]
         best = min(usable, key=lambda r: r["ms"]) if usable else None
         out.append({
