@@ -8,6 +8,8 @@ their own beyond bf16 rounding.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -94,20 +96,22 @@ def _grads(model, device, ids, labels, pos) -> dict:
 @pytest.mark.parametrize("pattern", ["GGGA", "SSSA"])
 @pytest.mark.parametrize("dims", [MEDIUM, SMALL], ids=["medium", "small"])
 def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern, dims):
-    """Per parameter, averaged over data draws: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error +
+    """Per parameter, pooled over data draws: the GPU bf16 gradient error <= 2x the CPU bf16 (PyTorch ops) error +
     1e-3; 3.5x for the two per-head decay parameters (A_log, dt_bias).
 
     One draw is not enough: A_log and dt_bias get sums over all tokens of dg * dg/dtheta with cancellation, and
-    their single-draw GPU/CPU ratio spread 0.4 .. 4.4 over four draws on the H100 (2026-11-26). Averaged over four
-    draws the ratio is stable and, at the medium dims, 2.9x for layer 1 (6.5e-2 vs 2.3e-2): the same with every
-    state product in tf32 (6.0e-2), with the mixer's ops composed instead of fused, and after the wy backward's race
-    was fixed. The CPU path runs the whole delta rule in fp32, while the kernels keep their per-chunk intermediates
-    (w, u, v_new, the states) in bf16 as fla does; dg itself stays within the op tests' 1e-2 against fp64."""
+    their single-draw GPU/CPU ratio spread 0.4 .. 7 over four draws on the H100. The error is pooled (the norm of the
+    four draws' differences over the norm of their gradients), not a mean of per-draw ratios: a draw whose sum nearly
+    cancels has a large relative error in any precision (layer 1's A_log on draw 0: 1.75e-2 in fp32 on the GPU, 5x
+    draw 3's), and a mean of ratios let that one draw decide the test (2026-11-27: 2.1e-1 on draw 0 with the first
+    configs, 1.5e-1 autotuned, from a 1e-5 change in the WY solve's rounding). The CPU path runs the whole delta rule
+    in fp32, while the kernels keep their per-chunk intermediates (w, u, v_new, the states) in bf16 as fla does; dg
+    itself stays within the op tests' 1e-2 against fp64."""
     cfg, ref = _model_pair(pattern, dims)
     seq = 257
     cpu_ref = _clone(cfg, ref, dtype=torch.bfloat16)
     gpu_ref = _clone(cfg, ref, "cuda", torch.bfloat16)
-    cpu_err, gpu_err = {}, {}
+    sq_norm, cpu_sq_err, gpu_sq_err = {}, {}, {}
     for draw in range(DRAWS):
         torch.manual_seed(100 + draw)
         ids = torch.randint(0, cfg.vocab_size, (2, seq))
@@ -116,12 +120,15 @@ def test_bf16_gpu_gradients_are_as_close_to_fp32_as_bf16_pytorch(pattern, dims):
         want = _grads(ref, "cpu", ids, labels, pos)
         cpu_bf16, gpu_bf16 = _grads(cpu_ref, "cpu", ids, labels, pos), _grads(gpu_ref, "cuda", ids, labels, pos)
         for name, g in want.items():
-            cpu_err[name] = cpu_err.get(name, 0.0) + _rel(cpu_bf16[name], g) / DRAWS
-            gpu_err[name] = gpu_err.get(name, 0.0) + _rel(gpu_bf16[name], g) / DRAWS
-    for name in cpu_err:
+            g = g.double()
+            sq_norm[name] = sq_norm.get(name, 0.0) + g.square().sum().item()
+            cpu_sq_err[name] = cpu_sq_err.get(name, 0.0) + (cpu_bf16[name].double() - g).square().sum().item()
+            gpu_sq_err[name] = gpu_sq_err.get(name, 0.0) + (gpu_bf16[name].double() - g).square().sum().item()
+    for name in sq_norm:
+        cpu_err, gpu_err = (math.sqrt(e[name] / sq_norm[name]) for e in (cpu_sq_err, gpu_sq_err))
         factor = 3.5 if name.endswith(("A_log", "dt_bias")) else 2.0
-        assert gpu_err[name] <= factor * cpu_err[name] + 1e-3, (
-            f"{name}: GPU bf16 {gpu_err[name]:.2e} vs CPU bf16 {cpu_err[name]:.2e} (mean of {DRAWS} draws)"
+        assert gpu_err <= factor * cpu_err + 1e-3, (
+            f"{name}: GPU bf16 {gpu_err:.2e} vs CPU bf16 {cpu_err:.2e} (pooled over {DRAWS} draws)"
         )
 
 

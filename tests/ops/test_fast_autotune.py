@@ -83,3 +83,17 @@ def test_configs_replaced_after_decoration_are_honoured(tuner):
     utils.reset_tuning(tuner)
     tuner[(1,)](x, y, 64, MODE=0)
     assert tuner.tuning_runs == [64, 64, 64] and tuner.launches[-1]["BLOCK"] == 16
+
+
+@pytest.mark.parametrize(
+    "K,V,warps", [(16, 48, [4]), (12, 24, [4]), (96, 192, [4, 8]), (64, 32, [4, 8]), (192, 96, [4, 8])]
+)
+def test_wy_backward_tunes_eight_warps_only_on_wide_tiles(K, V, warps):
+    """The WY backward's 8-warp build faulted on the H100 (Triton 3.6) at 16-wide blocks; triton's tuner prunes it
+    there before benchmarking, with the blocks the host picks."""
+    from megatron_hybrid.ops.gated_delta_rule import wy
+
+    configs = [triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)]
+    prune = wy.chunk_wy_bwd_kernel.early_config_prune
+    BK, BV = utils.pick_block(K, 64), utils.pick_block(V, 64)
+    assert [c.num_warps for c in prune(configs, {}, K=K, V=V, BK=BK, BV=BV, H=2)] == warps

@@ -228,9 +228,20 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
 # dk and dv stayed bit-identical), while barriers after each reduction changed nothing. Unpipelined it is
 # deterministic and no slower (0.485 vs 0.519 ms at that shape; bench/results/gpu_check/session4/wy_bwd_variants.json,
 # 2026-11-26). bench/gdn_determinism.py checks every stage for such races.
+def wy_bwd_safe_configs(configs, named_args, **kwargs):
+    """8 warps only where K and V fill blocks of at least 32. On an H100 with Triton 3.6 the 8-warp build of this
+    kernel hit an illegal address at 16-wide blocks, full (K=16, V=48: BK=BV=16) or masked (K=12, V=24), while the
+    4-warp build ran right on every shape; at K=96/V=192, 64/32 and 192/96 8 warps ran right
+    (bench/results/gpu_check/session10/call2, one config per process, 2026-11-27)."""
+    K, V, BK, BV = (kwargs[name] for name in ("K", "V", "BK", "BV"))
+    wide = min(BK, BV) >= 32 and K % BK == 0 and V % BV == 0
+    return [c for c in configs if wide or c.num_warps <= 4]
+
+
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
+    prune_configs_by={"early_config_prune": wy_bwd_safe_configs},
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_wy_bwd_kernel(
@@ -362,16 +373,9 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None)
     dbeta = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     dg = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     grid = (meta["NT"], B * HV)
-    launch, launch_options = chunk_wy_bwd_kernel[grid], {}
-    if (K % BK or V % BV) and not is_interpret():
-        # On an H100 with Triton 3.6 the 8-warp config of this kernel hit an illegal address when K or V
-        # does not fill its block (K=12, V=24 in `make smoke`); the 4-warp config ran right. Until that is
-        # understood (compute-sanitizer), masked tiles take the 4-warp config only.
-        launch, launch_options = chunk_wy_bwd_kernel.fn[grid], {"num_warps": 4, "num_stages": 1}
-    launch(
+    chunk_wy_bwd_kernel[grid](
         k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk, dv, dbeta, dg, meta["cu_seqlens"], meta["chunk_indices"],
         T, B * T * HV, token_stride(v, "v"), token_stride(dv, "dv"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV,
         NK=NK, IS_VARLEN=meta["cu_seqlens"] is not None,
-        **launch_options,
     )  # fmt: skip
     return dk, dv, dbeta, dg
