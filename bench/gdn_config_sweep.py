@@ -187,15 +187,16 @@ def direct_stages(shape: str):
         BM = cfg.kwargs["BM"]
         y, r = torch.empty(MQ, K, device=dev, dtype=dt), torch.empty(MQ, device=dev, dtype=torch.float32)
         NM.l2norm_fwd_kernel[(triton.cdiv(MQ, BM),)](
-            xq, y, r, MQ, 1e-6, xq.stride(0), xq.stride(1), D=K, GH=H, BM=BM, BD=BDQ, num_warps=cfg.num_warps
+            xq, y, r, xq, y, MQ, 1e-6, xq.stride(0), xq.stride(1), D=K, GH=H, BM=BM, BD=BDQ, num_warps=cfg.num_warps
         )
         return y, r
 
     def l2_bwd(cfg):
         BM = cfg.kwargs["BM"]
         NM.l2norm_bwd_kernel[(triton.cdiv(MQ, BM),)](
-            yq, rq, dyq, dxq, MQ, dxq.stride(0), dxq.stride(1), D=K, GH=H, BM=BM, BD=BDQ, num_warps=cfg.num_warps
-        )
+            yq, rq, dyq, dxq, yq, dyq, dxq, MQ, dxq.stride(0), dxq.stride(1), D=K, GH=H, BM=BM, BD=BDQ,
+            num_warps=cfg.num_warps,
+        )  # fmt: skip
         return (dxq,)
 
     # the conv backward (ring variant, fp32 ring) over the whole q k v width, dx into the projection's gradient

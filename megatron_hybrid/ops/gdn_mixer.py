@@ -51,7 +51,7 @@ def recompute_wy() -> bool:
 
 
 def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
-    """(q, k normalised [B, T, H, K], their rstds, v [B, T, HV, V]; all contiguous) from the conv's input.
+    """(q, k normalised [B, T, H, K], their rstds [2, B*T*H], v [B, T, HV, V]; all contiguous) from the conv's input.
 
     The depthwise conv runs as two launches, [q k] and v (the same values as one): the L2 norms read q and k as
     column slices of the first output, which is freed once they are normalised, and v needs no copy."""
@@ -60,9 +60,8 @@ def _recurrent_inputs(qkv_in, conv_weight, bounds, dims):
     QK = 2 * H * K
     qk = _conv1d_fwd(qkv_in[..., :QK], conv_weight[:QK], True, *bounds)  # [B, T, 2*H*K]
     v = _conv1d_fwd(qkv_in[..., QK:], conv_weight[QK:], True, *bounds)  # [B, T, HV*V]
-    q, q_rstd = l2norm_fwd(qk[..., : H * K].view(B * T, H, K), L2NORM_EPS)
-    k, k_rstd = l2norm_fwd(qk[..., H * K :].view(B * T, H, K), L2NORM_EPS)
-    return q.view(B, T, H, K), k.view(B, T, H, K), q_rstd, k_rstd, v.view(B, T, HV, V)
+    q, k, qk_rstd = l2norm_fwd(qk[..., : H * K].view(B * T, H, K), qk[..., H * K :].view(B * T, H, K), eps=L2NORM_EPS)
+    return q.view(B, T, H, K), k.view(B, T, H, K), qk_rstd, v.view(B, T, HV, V)
 
 
 class GDNMixerFunction(torch.autograd.Function):
@@ -75,7 +74,7 @@ class GDNMixerFunction(torch.autograd.Function):
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
         bounds = _bounds(B * T, cu_seqlens)
-        q, k, _, _, v = _recurrent_inputs(projected[..., :C], conv_weight, bounds, dims)
+        q, k, _, v = _recurrent_inputs(projected[..., :C], conv_weight, bounds, dims)
         meta = _meta(B, T, cu_seqlens)
         o, gcum, Ai, _, _, _ = chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, None, False, meta)
         del q, k, v  # recomputed in the backward
@@ -130,7 +129,7 @@ class GDNMixerFunction(torch.autograd.Function):
             del y
         if dz3 is None:
             dz.copy_(dgate.view(dz.shape))
-        q, k, q_rstd, k_rstd, v = _recurrent_inputs(projected[..., :C], conv_weight, (tok_bos, tok_eos), ctx.dims)
+        q, k, qk_rstd, v = _recurrent_inputs(projected[..., :C], conv_weight, (tok_bos, tok_eos), ctx.dims)
         # the conv output's gradient, written in place by the wy backward (dv) and the L2 norms' backward (dq, dk);
         # allocated when the wy backward starts, after the delta rule's per-chunk states are freed
         dqkv = []
@@ -144,8 +143,8 @@ class GDNMixerFunction(torch.autograd.Function):
             g=g_kept,
         )  # fmt: skip
         dqkv = dqkv[0]
-        l2norm_bwd(q.view(-1, K), q_rstd, dq.reshape(-1, K), dqkv[..., : H * K].view(B * T, H, K))
-        l2norm_bwd(k.view(-1, K), k_rstd, dk.reshape(-1, K), dqkv[..., H * K : 2 * H * K].view(B * T, H, K))
+        dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
+        l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), (dq_in, dk_in))
         del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]

@@ -44,10 +44,15 @@ def _row_offsets(o_m, o_d, GH: tl.constexpr, sg_n, sg_h):
 
 
 @triton.jit
-def l2norm_fwd_kernel(x, y, rstd, M, eps, sx_n, sx_h, D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr,
+def l2norm_fwd_kernel(x, y, rstd, x2, y2, M, eps, sx_n, sx_h, D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr,
                       BD: tl.constexpr):  # fmt: skip
     """x: rows of a [M / GH, GH, D] view with strides (sx_n, sx_h, 1) (e.g. q, a column slice of the conv output);
-    y: [M, D] contiguous."""
+    y: [M, D] contiguous. Programs with program_id(1) == 1 normalise x2 into y2 instead (same layout; rstd's second
+    M entries): q and k in one launch."""
+    if tl.program_id(1) == 1:
+        x = x2
+        y = y2
+        rstd += M
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
@@ -59,10 +64,16 @@ def l2norm_fwd_kernel(x, y, rstd, M, eps, sx_n, sx_h, D: tl.constexpr, GH: tl.co
 
 
 @triton.jit
-def l2norm_bwd_kernel(y, rstd, dy, dx, M, sdx_n, sdx_h, D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr,
-                      BD: tl.constexpr):  # fmt: skip
+def l2norm_bwd_kernel(y, rstd, dy, dx, y2, dy2, dx2, M, sdx_n, sdx_h, D: tl.constexpr, GH: tl.constexpr,
+                      BM: tl.constexpr, BD: tl.constexpr):  # fmt: skip
     """From the output y (which the gated delta rule keeps anyway), not the input: nothing extra is saved. dx: rows of
-    a [M / GH, GH, D] view with strides (sdx_n, sdx_h, 1), e.g. a column slice of the conv input's gradient."""
+    a [M / GH, GH, D] view with strides (sdx_n, sdx_h, 1), e.g. a column slice of the conv input's gradient. Programs
+    with program_id(1) == 1 take (y2, dy2, dx2) and rstd's second M entries (the forward's pair)."""
+    if tl.program_id(1) == 1:
+        y = y2
+        dy = dy2
+        dx = dx2
+        rstd += M
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
     o_d = tl.arange(0, BD)
     m = (o_m < M)[:, None] & (o_d < D)[None, :]
@@ -79,39 +90,51 @@ def _rows(D: int) -> tuple[int, int]:
     return BD, max(1, min(64, 2048 // BD))  # <= 16 fp32 values per thread per live tile at 4 warps
 
 
-def l2norm_fwd(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y [M, D] contiguous, rstd [M]) for the rows of x: [M, D] contiguous, or [N, GH, D] with a unit stride over D
-    (``_gate_rows``: e.g. [B*T, H, K], q as a column slice of the conv output, read in place)."""
+def _row_view(x: torch.Tensor, name: str) -> torch.Tensor:
     x3 = x.view(x.shape[0], 1, x.shape[1]) if x.dim() == 2 else x
-    assert x3.dim() == 3 and x3.stride(2) == 1, "l2norm_fwd reads rows of a [N, GH, D] view with unit stride over D"
-    N, GH, D = x3.shape
+    assert x3.dim() == 3 and x3.stride(2) == 1, f"{name}: rows of a [N, GH, D] view with unit stride over D"
+    return x3
+
+
+def l2norm_fwd(*xs: torch.Tensor, eps: float) -> tuple[torch.Tensor, ...]:
+    """(y [M, D] contiguous per input, rstd [len(xs), M]) for the rows of one or two inputs of one layout: [M, D]
+    contiguous, or [N, GH, D] with a unit stride over D (e.g. [B*T, H, K]; q and k as column slices of the conv
+    output, read in place). Two inputs (q and k) take one launch."""
+    x3s = [_row_view(x, "l2norm_fwd") for x in xs]
+    assert len(x3s) in (1, 2) and all(x.shape == x3s[0].shape and x.stride() == x3s[0].stride() for x in x3s)
+    N, GH, D = x3s[0].shape
     M = N * GH
-    y = torch.empty(M, D, dtype=x.dtype, device=x.device)
-    rstd = torch.empty(M, dtype=torch.float32, device=x.device)
+    ys = [torch.empty(M, D, dtype=x.dtype, device=x.device) for x in xs]
+    rstd = torch.empty(len(xs), M, dtype=torch.float32, device=xs[0].device)
     BD, BM = _rows(D)
-    l2norm_fwd_kernel[(triton.cdiv(M, BM),)](x3, y, rstd, M, eps, x3.stride(0), x3.stride(1), D=D, GH=GH, BM=BM, BD=BD)
-    return y, rstd
-
-
-def l2norm_bwd(y2: torch.Tensor, rstd: torch.Tensor, dy2: torch.Tensor, dx3: torch.Tensor | None = None):
-    """dx from the forward's output y2 [M, D], rstd and dy2 [M, D] (contiguous): a new [M, D], or written into
-    ``dx3`` ([M / GH, GH, D], unit stride over D; e.g. a column slice of a wider gradient), which is returned."""
-    M, D = y2.shape
-    dx = torch.empty_like(y2) if dx3 is None else dx3
-    dx_3 = dx.view(M, 1, D) if dx3 is None else dx3
-    assert dx_3.stride(2) == 1 and dx_3.shape[0] * dx_3.shape[1] == M
-    BD, BM = _rows(D)
-    l2norm_bwd_kernel[(triton.cdiv(M, BM),)](
-        y2, rstd, dy2, dx, M, dx_3.stride(0), dx_3.stride(1), D=D, GH=dx_3.shape[1], BM=BM, BD=BD
+    x3, y = x3s[0], ys[0]
+    l2norm_fwd_kernel[(triton.cdiv(M, BM), len(xs))](
+        x3, y, rstd, x3s[-1], ys[-1], M, eps, x3.stride(0), x3.stride(1), D=D, GH=GH, BM=BM, BD=BD
     )
-    return dx
+    return (*ys, rstd)
+
+
+def l2norm_bwd(ys: tuple, rstd: torch.Tensor, dys: tuple, dx3s: tuple | None = None) -> tuple[torch.Tensor, ...]:
+    """dx per forward output: from the outputs ys ([M, D] each), rstd ([len(ys), M]) and dys ([M, D] contiguous), into
+    new [M, D] tensors, or written into ``dx3s`` ([M / GH, GH, D] views of one layout, unit stride over D; e.g.
+    column slices of a wider gradient), which are returned. Two outputs (q and k) take one launch."""
+    M, D = ys[0].shape
+    dxs = tuple(torch.empty_like(y) for y in ys) if dx3s is None else dx3s
+    d3s = [dx.view(M, 1, D) for dx in dxs] if dx3s is None else [_row_view(dx, "l2norm_bwd") for dx in dx3s]
+    assert all(d.stride() == d3s[0].stride() and d.shape[0] * d.shape[1] == M for d in d3s)
+    BD, BM = _rows(D)
+    l2norm_bwd_kernel[(triton.cdiv(M, BM), len(ys))](
+        ys[0], rstd, dys[0], dxs[0], ys[-1], dys[-1], dxs[-1], M, d3s[0].stride(0), d3s[0].stride(1),
+        D=D, GH=d3s[0].shape[1], BM=BM, BD=BD,
+    )  # fmt: skip
+    return dxs
 
 
 class L2NormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, eps):
         shape = x.shape
-        y, rstd = l2norm_fwd(x.contiguous().view(-1, shape[-1]), eps)
+        y, rstd = l2norm_fwd(x.contiguous().view(-1, shape[-1]), eps=eps)
         # the output, not the input: the GDN op saves the normalised q, k anyway, so the input (a copy of a
         # strided q/k view, 47 MB each at the Olmo shape) is freed after the forward
         ctx.save_for_backward(y, rstd)
@@ -120,7 +143,7 @@ class L2NormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         y2, rstd = ctx.saved_tensors
-        return l2norm_bwd(y2, rstd, dy.contiguous().view(y2.shape)).view(dy.shape), None
+        return l2norm_bwd((y2,), rstd, (dy.contiguous().view(y2.shape),))[0].view(dy.shape), None
 
 
 def l2norm(x: torch.Tensor, eps: float = L2NORM_EPS) -> torch.Tensor:

@@ -110,20 +110,30 @@ def chunk_gated_delta_rule_bwd(
     if HV != H:
         dq = dq.view(B, T, H, HV // H, K).sum(3)
         dk = dk.view(B, T, H, HV // H, K).sum(3)
-    return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dbeta.to(beta.dtype), dh0
+    return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dbeta, dh0
 
 
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
+    """The op with q/k's L2 norm folded in (``qk_l2norm``): one launch normalises both in the forward and one takes
+    their gradients back through it, with no autograd nodes of their own (the op's host time per call is what the
+    GPU waits on at few heads: bench/gdn_kernels.py's host column)."""
+
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states):
-        B, T = q.shape[:2]
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states, qk_l2norm):
+        B, T, H, K = q.shape
+        qk_rstd = None
+        if qk_l2norm:
+            from ..norms import L2NORM_EPS, l2norm_fwd
+
+            q, k, qk_rstd = l2norm_fwd(q.view(-1, K), k.view(-1, K), eps=L2NORM_EPS)
+            q, k = q.view(B, T, H, K), k.view(B, T, H, K)
         meta = _meta(B, T, cu_seqlens)
         o, gcum, Ai, final_state, h, v_new = chunk_gated_delta_rule_fwd(
             q, k, v, g, beta, scale, initial_state, output_final_state, meta
         )
         if not keep_states:
             h = v_new = None
-        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new)
+        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, qk_rstd)
         ctx.scale = scale
         ctx.meta = meta
         ctx.g_dtype = g.dtype
@@ -131,12 +141,18 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, beta, gcum, Ai, initial_state, h, v_new = ctx.saved_tensors
+        q, k, v, beta, gcum, Ai, initial_state, h, v_new, qk_rstd = ctx.saved_tensors
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
             None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new,
         )  # fmt: skip
-        return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None
+        if qk_rstd is not None:
+            from ..norms import l2norm_bwd
+
+            K = q.shape[-1]
+            dys = (dq.reshape(-1, K), dk.reshape(-1, K))
+            dq, dk = (x.view(q.shape) for x in l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, dys))
+        return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None, None
 
 
 def check_inputs(q, k, v, g, beta, initial_state, cu_seqlens):
@@ -237,14 +253,20 @@ def chunk_gated_delta_rule(
     if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"the Triton path takes fp32, fp16 or bf16 inputs, got {q.dtype}")
     scale = k.shape[-1] ** -0.5 if scale is None else float(scale)
-    if use_qk_l2norm:
-        from ..norms import l2norm
-
-        q, k = l2norm(q), l2norm(k)
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     g = g.float().contiguous()
     if initial_state is not None:
         initial_state = initial_state.float().contiguous()
     return ChunkGatedDeltaRuleFunction.apply(
-        q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states_default(keep_states)
+        q,
+        k,
+        v,
+        g,
+        beta,
+        scale,
+        initial_state,
+        output_final_state,
+        cu_seqlens,
+        keep_states_default(keep_states),
+        use_qk_l2norm,
     )

@@ -360,8 +360,8 @@ def chunk_wy_bwd_kernel(
 
 
 def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None):
-    """Returns dk ([B, T, HV, K]), dv, dbeta (fp32), dg (fp32). dv is written into ``dv_out`` when given (shaped as v,
-    any token stride; e.g. a slice of the conv input's gradient), else into a new contiguous tensor."""
+    """Returns dk ([B, T, HV, K]), dv, dbeta (in beta's dtype), dg (fp32). dv is written into ``dv_out`` when given
+    (shaped as v, any token stride; e.g. a slice of the conv input's gradient), else into a new contiguous tensor."""
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
     BK = pick_block(K, 64)
@@ -370,7 +370,7 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None)
     BV = pick_block(V, 128 if is_interpret() else 64)
     dk = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device) if dv_out is None else dv_out
-    dbeta = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
+    dbeta = torch.empty(B, T, HV, dtype=beta.dtype, device=k.device)  # rounded once at the store, no cast launch
     dg = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     grid = (meta["NT"], B * HV)
     chunk_wy_bwd_kernel[grid](

@@ -42,6 +42,23 @@ def test_l2norm():
     check(l2norm, l2norm_torch, torch.randn(3, 5, 2, 96))
 
 
+def test_l2norm_pair_in_one_launch_equals_one_launch_each():
+    """q and k normalised in one launch (program_id(1) picks the tensor), read as column slices of one buffer as in the
+    GDN mixer, their gradients written into column slices: bit-identical to a launch per tensor."""
+    N, H, K = 14, 3, 12
+    qk, dqk = torch.randn(N, 2 * H * K), torch.zeros(N, 2 * H * K)
+    q_in, k_in = (qk[:, i * H * K : (i + 1) * H * K].view(N, H, K) for i in (0, 1))
+    q, k, rstd = norms.l2norm_fwd(q_in, k_in, eps=1e-6)
+    (q1, rq), (k1, rk) = norms.l2norm_fwd(q_in, eps=1e-6), norms.l2norm_fwd(k_in, eps=1e-6)
+    assert torch.equal(q, q1) and torch.equal(k, k1) and torch.equal(rstd, torch.cat([rq, rk]))
+    assert rel(q, l2norm_torch(q_in.reshape(-1, K))) < 1e-6
+    dq, dk = torch.randn_like(q), torch.randn_like(k)
+    dq_in, dk_in = (dqk[:, i * H * K : (i + 1) * H * K].view(N, H, K) for i in (0, 1))
+    norms.l2norm_bwd((q, k), rstd, (dq, dk), (dq_in, dk_in))
+    assert torch.equal(dq_in.reshape(-1, K), norms.l2norm_bwd((q,), rq, (dq,))[0])
+    assert torch.equal(dk_in.reshape(-1, K), norms.l2norm_bwd((k,), rk, (dk,))[0])
+
+
 def test_gated_rms_norm():
     x, gate, w = torch.randn(3, 7, 192), torch.randn(3, 7, 192), torch.randn(192)
     check(gated_rms_norm, gated_rms_norm_torch, x, gate, w)
