@@ -78,6 +78,21 @@ def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_fi
     return o, gcum, Ai, final_state, h, v_new
 
 
+_SIDE_STREAMS: dict = {}
+
+
+def recompute_stream(x: torch.Tensor):
+    """The side stream on which the backward recomputes the states h, v_new beside the reverse state pass, or None
+    (MEGATRON_HYBRID_GDN_OVERLAP_RECOMPUTE=1 and CUDA tensors only; read at each backward; default off until measured).
+    The two sequential passes are independent and each fills few SMs at the 7B model's TP=2 slice (180 two-warp
+    programs on 132 SMs), so they can run at the same time."""
+    if x.device.type != "cuda" or os.environ.get("MEGATRON_HYBRID_GDN_OVERLAP_RECOMPUTE", "0") != "1":
+        return None
+    if x.device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[x.device] = torch.cuda.Stream(x.device)
+    return _SIDE_STREAMS[x.device]
+
+
 def chunk_gated_delta_rule_bwd(
     q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None
 ):
@@ -92,13 +107,28 @@ def chunk_gated_delta_rule_bwd(
         _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
     else:
         _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False)
-    if h is None:
+    side = recompute_stream(q) if h is None else None
+    if side is not None:
+        main = torch.cuda.current_stream(q.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
+        # the caching allocator reuses a freed block once the stream it belongs to is past the free: inputs read on
+        # the side stream must wait for it there too, and the side stream's outputs for the main stream's readers
+        for x in (k, w, u, gcum, initial_state):
+            if x is not None:
+                x.record_stream(side)
+        h.record_stream(main)
+        v_new.record_stream(main)
+    elif h is None:
         h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
     del u
     if "bwd" in meta.get("split_modes", ()):
         dv2, dh, dh0 = chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, meta["split_plan"])
     else:
         dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
+    if side is not None:
+        main.wait_stream(side)
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
     del h, dh, v_new
