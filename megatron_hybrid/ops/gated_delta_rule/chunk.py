@@ -288,15 +288,6 @@ def chunk_gated_delta_rule(
     if initial_state is not None:
         initial_state = initial_state.float().contiguous()
     return ChunkGatedDeltaRuleFunction.apply(
-        q,
-        k,
-        v,
-        g,
-        beta,
-        scale,
-        initial_state,
-        output_final_state,
-        cu_seqlens,
-        keep_states_default(keep_states),
+        q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states_default(keep_states),
         use_qk_l2norm,
-    )
+    )  # fmt: skip
