@@ -223,11 +223,6 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
     return gcum, Ai, w, u
 
 
-# num_stages=1: with the loads of its V and K loops software-pipelined (num_stages=2), Triton 3.6 on the H100 made
-# this kernel race: dbeta and dg changed from run to run on identical inputs (max |diff| 3e-2 at T=8192, 30 heads;
-# dk and dv stayed bit-identical), while barriers after each reduction changed nothing. Unpipelined it is
-# deterministic and no slower (0.485 vs 0.519 ms at that shape; bench/results/gpu_check/session4/wy_bwd_variants.json,
-# 2026-11-26). bench/gdn_determinism.py checks every stage for such races.
 def wy_bwd_safe_configs(configs, named_args, **kwargs):
     """8 warps only where K and V fill blocks of at least 32. On an H100 with Triton 3.6 the 8-warp build of this
     kernel hit an illegal address at 16-wide blocks, full (K=16, V=48: BK=BV=16) or masked (K=12, V=24), while the
@@ -238,6 +233,11 @@ def wy_bwd_safe_configs(configs, named_args, **kwargs):
     return [c for c in configs if wide or c.num_warps <= 4]
 
 
+# num_stages=1: with the loads of its V and K loops software-pipelined (num_stages=2), Triton 3.6 on the H100 made
+# this kernel race: dbeta and dg changed from run to run on identical inputs (max |diff| 3e-2 at T=8192, 30 heads;
+# dk and dv stayed bit-identical), while barriers after each reduction changed nothing. Unpipelined it is
+# deterministic and no slower (0.485 vs 0.519 ms at that shape; bench/results/gpu_check/session4/wy_bwd_variants.json,
+# 2026-11-26). bench/gdn_determinism.py checks every stage for such races.
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
