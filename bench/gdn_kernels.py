@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import sys
 import time
 
@@ -89,40 +90,66 @@ def chosen_configs() -> dict[str, str]:
     return {kern.fn.__name__: str(getattr(kern, "best_config", None)) for kern in kernels}
 
 
-def bench_one(fn, inputs, do):
-    xs = [x.clone().requires_grad_() for x in inputs]
+class Timed:
+    """One implementation on its own copy of the inputs: compiled (and autotuned) at construction, then timed as
+    often as asked, so that two implementations can be timed in alternating rounds."""
 
-    def fwd():
+    def __init__(self, fn, inputs, do):
+        self.fn, self.do = fn, do
+        self.xs = [x.clone().requires_grad_() for x in inputs]
+        self.fwd_bwd()  # compile / autotune
+        torch.cuda.synchronize()
+        self.fwd_ms, self.fwd_bwd_ms = [], []
+
+    def fwd(self):
         with torch.no_grad():
-            fn(*xs)
+            self.fn(*self.xs)
 
-    def fwd_bwd():
-        o = fn(*xs)
-        o.backward(do)
+    def fwd_bwd(self):
+        self.fn(*self.xs).backward(self.do)
 
-    fwd_bwd()  # compile / autotune
-    torch.cuda.synchronize()
-    t_f = triton.testing.do_bench(fwd, warmup=50, rep=300, return_mode="median")
-    t_fb = triton.testing.do_bench(fwd_bwd, warmup=50, rep=500, grad_to_none=xs, return_mode="median")
-    # the host's own time per fwd+bwd (launches return before the GPU finishes): when it reaches the GPU time above,
-    # the op is launch-bound at this shape and the GPU time is the host's
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(HOST_ITERS):
-        fwd_bwd()
-    t_host = (time.perf_counter() - t0) / HOST_ITERS * 1e3
-    for x in xs:
-        x.grad = None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fwd_bwd()
-    torch.cuda.synchronize()
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    grads = [x.grad for x in xs]
-    with torch.no_grad():
-        o = fn(*xs)
-    return t_f, t_fb, peak, o, grads, t_host
+    def time_round(self):
+        self.fwd_ms.append(triton.testing.do_bench(self.fwd, warmup=50, rep=300, return_mode="median"))
+        self.fwd_bwd_ms.append(
+            triton.testing.do_bench(self.fwd_bwd, warmup=50, rep=500, grad_to_none=self.xs, return_mode="median")
+        )
+
+    def host_ms(self):
+        """The host's own time per fwd+bwd (launches return before the GPU finishes): when it reaches the GPU time,
+        the op is launch-bound at this shape and the GPU time is the host's."""
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(HOST_ITERS):
+            self.fwd_bwd()
+        return (time.perf_counter() - t0) / HOST_ITERS * 1e3
+
+    def peak_and_outputs(self):
+        """Peak extra memory (MiB) of one fwd+bwd, and its output and input gradients."""
+        for x in self.xs:
+            x.grad = None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        self.fwd_bwd()
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        grads = [x.grad for x in self.xs]
+        with torch.no_grad():
+            o = self.fn(*self.xs)
+        return peak, o, grads
+
+
+def time_alternating(impls, rounds):
+    """``rounds`` rounds of each implementation's fwd and fwd+bwd medians, their order flipped every round: the
+    card's clock and power state drift over a run (fla's fwd+bwd moved 2.98-3.97 ms at one shape across one session's
+    runs), and alternating puts every implementation under the same drift."""
+    for r in range(rounds):
+        for impl in impls if r % 2 == 0 else impls[::-1]:
+            impl.time_round()
+
+
+def median(xs):
+    return statistics.median(xs)
 
 
 def check_fp64(q, k, v, g, beta, cu, do, o, grads):
@@ -146,16 +173,20 @@ def write_results(rows, meta, stem):
     lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
     lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours host ms | ours peak MiB | "
-              "fla fwd ms | fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla |", "|" + "---|" * 14]  # fmt: skip
+              "fla fwd ms | fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla | per round |",
+              "|" + "---|" * 15]  # fmt: skip
     for r in rows:
         name = r["shape"] + (" (packed)" if r["packed"] else "")
-        fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {r['fla_peak_mib']:.0f} | {r['ratio_fwd_bwd']:.2f}"
-               if "fla_fwd_ms" in r else "- | - | - | -")  # fmt: skip
+        spread = "{:.2f}-{:.2f}".format(*r["ratio_fwd_bwd_range"]) if "ratio_fwd_bwd_range" in r else "-"
+        fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {r['fla_peak_mib']:.0f} | "
+               f"{r['ratio_fwd_bwd']:.2f} | {spread}" if "fla_fwd_ms" in r else "- | - | - | - | -")  # fmt: skip
         lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {r['ours_fwd_ms']:.3f} | "
                      f"{r['ours_fwd_bwd_ms']:.3f} | {r.get('ours_host_fwd_bwd_ms', float('nan')):.3f} | "
                      f"{r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
     lines += [
         "",
+        "Times: the median over the rounds (`rounds` in the JSON, ours and fla alternating, the order flipped "
+        "each round) of each round's do_bench median; `per round`: the lowest and highest of the rounds' ratios. "
         "`ours host ms`: the host's time per fwd+bwd call, launches only (no sync); where it reaches `ours "
         "fwd+bwd ms`, that time is the host's launch time, not the GPU's. Our kernels' configs per shape "
         "(autotuned, or the first of each list with MEGATRON_HYBRID_AUTOTUNE=0) are in the JSON.",
@@ -170,6 +201,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
                     help="folder for gdn_kernels.json and gdn_kernels.md")  # fmt: skip
     ap.add_argument("--no-fla", action="store_true", help="do not time fla even if importable")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="timing rounds each, ours and fla alternating; the table gives medians")  # fmt: skip
     ap.add_argument("--no-check", dest="check", action="store_false",
                     help="skip the fp64 check of the autotuned kernels on each benchmark input")  # fmt: skip
     ap.add_argument("--split-state", default=None, metavar="MODE",
@@ -203,18 +236,30 @@ def main():
         def ours(q, k, v, g, beta, cu=cu):
             return chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm=True)[0]
 
-        row = {"shape": name, "B": B, "T": T, "H": H, "K": K, "V": V, "packed": lens}
-        t_f, t_fb, peak, o, grads, t_host = bench_one(ours, (q, k, v, g, beta), do)
-        row.update(ours_fwd_ms=t_f, ours_fwd_bwd_ms=t_fb, ours_peak_mib=peak, ours_host_fwd_bwd_ms=t_host)
+        row = {"shape": name, "B": B, "T": T, "H": H, "K": K, "V": V, "packed": lens, "rounds": args.rounds}
+        mine = Timed(ours, (q, k, v, g, beta), do)
         row["ours_configs"] = chosen_configs()
+        theirs_timed = None
         if fla_op is not None:
             cu_l = None if cu is None else cu.long()
 
             def theirs(q, k, v, g, beta, cu=cu_l):
                 return fla_op(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm_in_kernel=True)[0]
 
-            f_f, f_fb, f_peak, f_o, f_grads, _ = bench_one(theirs, (q, k, v, g, beta), do)
-            row.update(fla_fwd_ms=f_f, fla_fwd_bwd_ms=f_fb, fla_peak_mib=f_peak, ratio_fwd_bwd=t_fb / f_fb)
+            theirs_timed = Timed(theirs, (q, k, v, g, beta), do)
+        time_alternating([t for t in (mine, theirs_timed) if t is not None], args.rounds)
+        t_f, t_fb = median(mine.fwd_ms), median(mine.fwd_bwd_ms)
+        t_host = mine.host_ms()
+        peak, o, grads = mine.peak_and_outputs()
+        row.update(ours_fwd_ms=t_f, ours_fwd_bwd_ms=t_fb, ours_peak_mib=peak, ours_host_fwd_bwd_ms=t_host,
+                   ours_fwd_bwd_ms_per_round=mine.fwd_bwd_ms)  # fmt: skip
+        if theirs_timed is not None:
+            f_peak, f_o, f_grads = theirs_timed.peak_and_outputs()
+            f_fb = median(theirs_timed.fwd_bwd_ms)
+            per_round = [a / b for a, b in zip(mine.fwd_bwd_ms, theirs_timed.fwd_bwd_ms)]
+            row.update(fla_fwd_ms=median(theirs_timed.fwd_ms), fla_fwd_bwd_ms=f_fb, fla_peak_mib=f_peak,
+                       fla_fwd_bwd_ms_per_round=theirs_timed.fwd_bwd_ms, ratio_fwd_bwd=t_fb / f_fb,
+                       ratio_fwd_bwd_range=[min(per_round), max(per_round)])  # fmt: skip
 
             def rel(a, b):
                 return ((a.float() - b.float()).norm() / b.float().norm()).item()
@@ -224,6 +269,7 @@ def main():
             # here is not by itself an error of ours; the fp64 check below is the correctness gate.)
             for n, a, b in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, f_grads):
                 row["rel_diff_vs_fla"][n] = rel(a, b)
+            del theirs_timed, f_o, f_grads
         if args.check:
             row["rel_err_vs_fp64"] = check_fp64(q, k, v, g, beta, cu, do, o, grads)
             bad = {n: e for n, e in row["rel_err_vs_fp64"].items() if e > (5e-3 if n == "o" else 1e-2)}
@@ -235,9 +281,10 @@ def main():
             msg += (
                 f" | fla fwd {row['fla_fwd_ms']:.3f} fwd+bwd {row['fla_fwd_bwd_ms']:.3f} peak {row['fla_peak_mib']:.0f}"
             )
-            msg += f" | ratio {row['ratio_fwd_bwd']:.2f}"
+            lo, hi = row["ratio_fwd_bwd_range"]
+            msg += f" | ratio {row['ratio_fwd_bwd']:.2f} (rounds {lo:.2f}-{hi:.2f})"
         print(msg, flush=True)
-        del q, k, v, g, beta, do
+        del q, k, v, g, beta, do, mine, o, grads
         torch.cuda.empty_cache()
         write_results(rows, meta, os.path.join(args.out, f"gdn_kernels{suffix}"))  # after each shape: a time limit
     print(pathlib.Path(args.out, f"gdn_kernels{suffix}.md").read_text())  # keeps what finished

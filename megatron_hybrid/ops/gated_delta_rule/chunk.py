@@ -1,14 +1,14 @@
 """Chunked gated delta rule with Triton forward and backward: host passes, the autograd Function, the public op.
 
 Forward:  wy (cumsum g, T = (I + A)^-1, w, u)  ->  chunk_h (h per chunk, v_new, final state)  ->  chunk_o (o)
-Backward: wy (w again from the kept T)  ->  chunk_h backward (dh per chunk, dv2 with the intra-chunk part fused in,
+Backward: [wy (w again from the kept T)]  ->  chunk_h backward (dh per chunk, dv2 with the intra-chunk part fused in,
           dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)  ->  wy backward (dk, dv, dbeta, dg).
-Kept between forward and backward: g's chunk-local cumsum, T ([B, T, HV, 64], fp16 for 16-bit inputs, see wy.py),
-and by default the per-chunk states h ([NT, HV, K, V]) and v_new ([B, T, HV, V]), both in the input dtype, exactly as
-the forward computed them.
-With keep_states=False (the model layer's choice) or MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) h and
-v_new are not kept and the backward recomputes them (wy for u, then a second sequential state pass): less activation
-memory (h is K*V/64 per token and head, 141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB), one more
+Kept between forward and backward: g's chunk-local cumsum, T ([B, T, HV, 64], fp32; fp16 opt-in, see wy.py),
+and by default the per-chunk states h ([NT, HV, K, V]), v_new ([B, T, HV, V]) and w ([B, T, HV, K]), all in the input
+dtype, exactly as the forward computed them: the backward then starts at the reverse state pass.
+With keep_states=False (the model layer's choice) or MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) they are
+not kept and the backward recomputes them (wy for w and u, then a second sequential state pass): less activation
+memory (h is K*V/64 per token and head, 141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB, w 47 MB), one more
 sequential pass of time.
 With MEGATRON_HYBRID_GDN_SPLIT_STATE=1 (or fwd / bwd; read at each forward, default off) the state passes run
 sequence-split (``split_state.py``): for few heads, when the automatic plan (or MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS)
@@ -45,7 +45,7 @@ def _meta(B, T, cu_seqlens):
 
 
 def keep_states_default(keep_states: bool | None) -> bool:
-    """An explicit ``keep_states`` wins; None keeps h and v_new unless MEGATRON_HYBRID_GDN_RECOMPUTE_H=1."""
+    """An explicit ``keep_states`` wins; None keeps h, v_new and w unless MEGATRON_HYBRID_GDN_RECOMPUTE_H=1."""
     if keep_states is None:
         return os.environ.get("MEGATRON_HYBRID_GDN_RECOMPUTE_H", "0") != "1"
     return bool(keep_states)
@@ -68,67 +68,40 @@ def _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
     return chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
 
 
-def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta):
-    """Returns (o, gcum, Ai, final_state, h, v_new)."""
+def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=False):
+    """Returns (o, gcum, Ai, final_state, h, v_new, w); w is None unless ``keep_w`` (else freed before the output
+    kernel allocates o)."""
     _split_plan(meta, q, v)
     gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
     h, v_new, final_state = _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
-    del w, u
+    del u
+    if not keep_w:
+        w = None
     o = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)
-    return o, gcum, Ai, final_state, h, v_new
-
-
-_SIDE_STREAMS: dict = {}
-
-
-def recompute_stream(x: torch.Tensor):
-    """The side stream on which the backward recomputes the states h, v_new beside the reverse state pass, or None
-    (MEGATRON_HYBRID_GDN_OVERLAP_RECOMPUTE=1 and CUDA tensors only; read at each backward; default off until measured).
-    The two sequential passes are independent and each fills few SMs at the 7B model's TP=2 slice (180 two-warp
-    programs on 132 SMs), so they can run at the same time."""
-    if x.device.type != "cuda" or os.environ.get("MEGATRON_HYBRID_GDN_OVERLAP_RECOMPUTE", "0") != "1":
-        return None
-    if x.device not in _SIDE_STREAMS:
-        _SIDE_STREAMS[x.device] = torch.cuda.Stream(x.device)
-    return _SIDE_STREAMS[x.device]
+    return o, gcum, Ai, final_state, h, v_new, w
 
 
 def chunk_gated_delta_rule_bwd(
-    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None
+    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None, w=None
 ):
-    """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values).
+    """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values);
+    likewise w, which is only taken with h (else the recompute of h makes it anyway).
     With Ai (and gcum) None, the WY representation is recomputed from g: the forward's solve again, identical T.
     v may be a token-strided slice (``utils.token_stride``). dv goes into ``dv_out`` when given (same rule), or into
     what ``dv_out()`` returns when it is a callable: called once, right before the wy backward, after the per-chunk
     states are freed (so a caller's larger gradient buffer does not coexist with them)."""
-    if Ai is None:
-        gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta, need_u=h is None)
-    elif h is None:
-        _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)
-    else:
-        _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=False)
-    side = recompute_stream(q) if h is None else None
-    if side is not None:
-        main = torch.cuda.current_stream(q.device)
-        side.wait_stream(main)
-        with torch.cuda.stream(side):
+    if h is None or w is None:
+        if Ai is None:
+            gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta, need_u=h is None)
+        else:
+            _, _, w, u = chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai, need_u=h is None)
+        if h is None:
             h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
-        # the caching allocator reuses a freed block once the stream it belongs to is past the free: inputs read on
-        # the side stream must wait for it there too, and the side stream's outputs for the main stream's readers
-        for x in (k, w, u, gcum, initial_state):
-            if x is not None:
-                x.record_stream(side)
-        h.record_stream(main)
-        v_new.record_stream(main)
-    elif h is None:
-        h, v_new, _ = _fwd_h(k, w, u, gcum, initial_state, False, meta)
-    del u
+        del u
     if "bwd" in meta.get("split_modes", ()):
         dv2, dh, dh0 = chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, meta["split_plan"])
     else:
         dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
-    if side is not None:
-        main.wait_stream(side)
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
     del h, dh, v_new
@@ -158,12 +131,12 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             q, k, qk_rstd = l2norm_fwd(q.view(-1, K), k.view(-1, K), eps=L2NORM_EPS)
             q, k = q.view(B, T, H, K), k.view(B, T, H, K)
         meta = _meta(B, T, cu_seqlens)
-        o, gcum, Ai, final_state, h, v_new = chunk_gated_delta_rule_fwd(
-            q, k, v, g, beta, scale, initial_state, output_final_state, meta
+        o, gcum, Ai, final_state, h, v_new, w = chunk_gated_delta_rule_fwd(
+            q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=keep_states
         )
         if not keep_states:
-            h = v_new = None
-        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, qk_rstd)
+            h = v_new = w = None
+        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, qk_rstd)
         ctx.scale = scale
         ctx.meta = meta
         ctx.g_dtype = g.dtype
@@ -171,10 +144,10 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, beta, gcum, Ai, initial_state, h, v_new, qk_rstd = ctx.saved_tensors
+        q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, qk_rstd = ctx.saved_tensors
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
-            None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new,
+            None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new, w=w,
         )  # fmt: skip
         if qk_rstd is not None:
             from ..norms import l2norm_bwd
@@ -265,9 +238,9 @@ def chunk_gated_delta_rule(
         output_final_state: also return the final state ``[N, HV, K, V]`` fp32.
         cu_seqlens: int32 ``[N + 1]`` offsets of packed sequences (B must be 1); the state resets at each boundary.
         use_qk_l2norm: L2-normalise q and k per head first (x / sqrt(sum x^2 + 1e-6)).
-        keep_states: keep the per-chunk states h and v_new for the backward (faster: no second sequential pass) or
-            recompute them there (K*V/64 + V values less per token and head held until the backward). None: keep,
-            unless MEGATRON_HYBRID_GDN_RECOMPUTE_H=1.
+        keep_states: keep the per-chunk states h, v_new and w for the backward (faster: no second sequential pass,
+            no recompute of w) or recompute them there (K*V/64 + V + K values less per token and head held until the
+            backward). None: keep, unless MEGATRON_HYBRID_GDN_RECOMPUTE_H=1.
 
     Returns:
         o ``[B, T, HV, V]`` in v's dtype, and the final state or None.

@@ -118,7 +118,7 @@ def test_dispatch_and_fused_recurrent():
 
 @pytest.mark.parametrize("how", ["env", "argument"])
 def test_kept_states_equal_recompute(monkeypatch, how):
-    """The backward from the forward's kept h, v_new equals the recompute path (MEGATRON_HYBRID_GDN_RECOMPUTE_H=1, or
+    """The backward from the forward's kept h, v_new, w equals the recompute path (MEGATRON_HYBRID_GDN_RECOMPUTE_H=1, or
     keep_states=False as the model layer passes it) bit for bit: the same kernels on the same inputs."""
     xs = inputs(1, 130, 1, 2, 32, 48, seed=12)
     grads = []
@@ -131,8 +131,8 @@ def test_kept_states_equal_recompute(monkeypatch, how):
             kwargs["keep_states"] = keep
         ours = [x.clone().requires_grad_() for x in xs]
         o, st = chunk_gated_delta_rule(*ours[:5], initial_state=ours[5], output_final_state=True, **kwargs)
-        saved_h = o.grad_fn.saved_tensors[7]
-        assert (saved_h is not None) == keep  # h kept for the backward or not
+        saved = o.grad_fn.saved_tensors
+        assert (saved[7] is not None) == keep and (saved[9] is not None) == keep  # h and w kept for the backward or not
 
         gen = torch.Generator().manual_seed(1)
         ((o * torch.randn(o.shape, generator=gen)).sum() + (st * torch.randn(st.shape, generator=gen)).sum()).backward()
