@@ -28,6 +28,25 @@ def rel_rms(a: torch.Tensor, ref: torch.Tensor) -> float:
     return ((a - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
+def autotuned() -> bool:
+    """Whether the kernels carry their whole config lists (MEGATRON_HYBRID_AUTOTUNE is read when the ops are first
+    imported, which another test module may do before this one's default applies)."""
+    from megatron_hybrid.ops.gated_delta_rule import chunk as C
+
+    return len(C.chunk_wy_fwd_kernel.configs) > 1
+
+
+def assert_same_values(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Two paths through the same kernels on the same values: bit-identical with one config per kernel. Autotuned,
+    a kernel can run under two keys (the WY kernel with its solve, in the fused mixer's backward, and without it, from
+    the kept inverse) and so with two tuned configs whose dots accumulate in another order: then equal to 1e-4
+    relative (measured 1.5e-6 .. 2.2e-5 on an H200, 2026-11-27, bench/results/gpu_check/session11/call3)."""
+    if autotuned():
+        assert rel_rms(a, b) <= 1e-4, (name, rel_rms(a, b))
+    else:
+        assert torch.equal(a, b), (name, rel_rms(a, b))
+
+
 def make_inputs(B, T, H, HV, K, V, dtype, g_range=(-1.0, 0.0), beta_range=(0.0, 2.0), h0=True, N=None, seed=0):
     gen = torch.Generator(device="cuda").manual_seed(seed)
 
@@ -258,7 +277,7 @@ def _mixer_inputs(B, T, dims, gen):
 def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
     """The fused mixer Function (q, k, v recomputed in the backward, gradients written in place) gives exactly what
     the separate ops composed by autograd give: the same kernels on the same values (H100, 2026-11-26: bit-identical
-    once the wy backward's race was fixed)."""
+    once the wy backward's race was fixed; autotuned, see ``assert_same_values``)."""
     from megatron_hybrid.ops import gdn_mixer
 
     H, HV, K, V = dims
@@ -272,12 +291,12 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
         out.backward(dy)
         results.append([out.detach()] + [x.grad for x in leaves])
     for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
-        assert torch.equal(a, b), (name, rel_rms(a, b))
+        assert_same_values(name, a, b)
 
 
 def test_gdn_mixer_recomputed_wy_bf16(monkeypatch):
     """MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1 solves for the WY inverse again in the backward: the same kernel on the same
-    values, so outputs and gradients are bit-identical to keeping it."""
+    values, so outputs and gradients are bit-identical to keeping it (autotuned, see ``assert_same_values``)."""
     from megatron_hybrid.ops import gdn_mixer
 
     B, T, dims = 1, 2048, (15, 15, 96, 192)
@@ -293,7 +312,7 @@ def test_gdn_mixer_recomputed_wy_bf16(monkeypatch):
         out.backward(dy)
         results.append([out.detach()] + [x.grad for x in leaves])
     for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
-        assert torch.equal(a, b), (name, rel_rms(a, b))
+        assert_same_values(name, a, b)
 
 
 @pytest.mark.parametrize(
