@@ -148,10 +148,6 @@ def time_alternating(impls, rounds):
             impl.time_round()
 
 
-def median(xs):
-    return statistics.median(xs)
-
-
 def check_fp64(q, k, v, g, beta, cu, do, o, grads):
     """Relative RMS error of the benchmarked (autotuned) kernels against the fp64 torch reference, same inputs."""
     from megatron_hybrid.ops import torch_chunk_gated_delta_rule
@@ -248,16 +244,16 @@ def main():
 
             theirs_timed = Timed(theirs, (q, k, v, g, beta), do)
         time_alternating([t for t in (mine, theirs_timed) if t is not None], args.rounds)
-        t_f, t_fb = median(mine.fwd_ms), median(mine.fwd_bwd_ms)
+        t_f, t_fb = statistics.median(mine.fwd_ms), statistics.median(mine.fwd_bwd_ms)
         t_host = mine.host_ms()
         peak, o, grads = mine.peak_and_outputs()
         row.update(ours_fwd_ms=t_f, ours_fwd_bwd_ms=t_fb, ours_peak_mib=peak, ours_host_fwd_bwd_ms=t_host,
                    ours_fwd_bwd_ms_per_round=mine.fwd_bwd_ms)  # fmt: skip
         if theirs_timed is not None:
             f_peak, f_o, f_grads = theirs_timed.peak_and_outputs()
-            f_fb = median(theirs_timed.fwd_bwd_ms)
+            f_fb = statistics.median(theirs_timed.fwd_bwd_ms)
             per_round = [a / b for a, b in zip(mine.fwd_bwd_ms, theirs_timed.fwd_bwd_ms)]
-            row.update(fla_fwd_ms=median(theirs_timed.fwd_ms), fla_fwd_bwd_ms=f_fb, fla_peak_mib=f_peak,
+            row.update(fla_fwd_ms=statistics.median(theirs_timed.fwd_ms), fla_fwd_bwd_ms=f_fb, fla_peak_mib=f_peak,
                        fla_fwd_bwd_ms_per_round=theirs_timed.fwd_bwd_ms, ratio_fwd_bwd=t_fb / f_fb,
                        ratio_fwd_bwd_range=[min(per_round), max(per_round)])  # fmt: skip
 

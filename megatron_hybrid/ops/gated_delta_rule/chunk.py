@@ -135,7 +135,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=keep_states
         )
         if not keep_states:
-            h = v_new = w = None
+            h = v_new = None  # (w is None already: keep_w=keep_states)
         ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, qk_rstd)
         ctx.scale = scale
         ctx.meta = meta
