@@ -289,14 +289,14 @@ def chunk_wy_bwd_kernel(
     # T and T^T both loaded from memory: never tl.trans a register tensor into the first operand of tl.dot (Triton 3.6
     # on Hopper miscompiles it)
     p_T = Ai + (t0 * HV + i_hv) * BT
-    # T's lower triangle (the upper is zero)
-    m_low = m_tt & (o_t[:, None] >= o_t[None, :])
-    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_low, other=0.0).to(tl.float32)
     m_up = m_tt & (o_t[None, :] >= o_t[:, None])
     b_TT = tl.load(p_T + o_t[None, :] * (HV * BT) + o_t[:, None], mask=m_up, other=0.0).to(tl.float32)
     b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
     b_gb = b_beta * b_eG
-    b_dT = tl.zeros([BT, BT], dtype=tl.float32)
+    # dT = du (beta v)^T + dw (beta exp(G) k)^T, accumulated as du v^T and dw k^T with the input-dtype operands as
+    # loaded (exact products: bf16 MMAs, not tf32 ones on fp32 copies) and the column scales applied after the loops
+    b_dTu = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dTw = tl.zeros([BT, BT], dtype=tl.float32)
     b_kk = tl.zeros([BT, BT], dtype=tl.float32)
     b_db = tl.zeros([BT], dtype=tl.float32)
     b_dG = tl.zeros([BT], dtype=tl.float32)
@@ -309,24 +309,25 @@ def chunk_wy_bwd_kernel(
         m_tv = m_t[:, None] & (o_v < V)[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         # v and dv at their own token strides (SV, SDV): slices of the conv's output and of its input gradient
-        b_v = tl.load(v + t0 * SV + i_hv * V + o_t[:, None] * SV + o_v[None, :], mask=m_tv, other=0).to(tl.float32)
-        b_du = tl.load(dv2 + o_tv, mask=m_tv, other=0).to(tl.float32)
-        b_dT += tl.dot(b_du, tl.trans(b_v * b_beta[:, None]))
-        b_dXu = tl.dot(b_TT, b_du)
+        b_v = tl.load(v + t0 * SV + i_hv * V + o_t[:, None] * SV + o_v[None, :], mask=m_tv, other=0)
+        b_du = tl.load(dv2 + o_tv, mask=m_tv, other=0)
+        b_dTu += tl.dot(b_du, tl.trans(b_v.to(b_du.dtype)))
+        b_dXu = tl.dot(b_TT, b_du.to(tl.float32))
         o_dv = t0 * SDV + i_hv * V + o_t[:, None] * SDV + o_v[None, :]
         tl.store(dv + o_dv, (b_dXu * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)
-        b_db += tl.sum(b_dXu * b_v, 1)
+        b_db += tl.sum(b_dXu * b_v.to(tl.float32), 1)
     # w = T (beta exp(G) k): dT += dw Xw^T; and k k^T for A
     for i_k in range(NK):
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
         b_k = tl.load(k + (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
-        b_dw = tl.load(dw + (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :], mask=m_tk, other=0).to(
-            tl.float32
-        )
-        b_kf = b_k.to(tl.float32)
-        b_dT += tl.dot(b_dw, tl.trans(b_kf * b_gb[:, None]))
+        b_dw = tl.load(dw + (t0 * HV + i_hv) * K + o_t[:, None] * (HV * K) + o_k[None, :], mask=m_tk, other=0)
+        b_dTw += tl.dot(b_dw, tl.trans(b_k.to(b_dw.dtype)))
         b_kk += tl.dot(b_k, tl.trans(b_k))
+    b_dT = b_dTu * b_beta[None, :] + b_dTw * b_gb[None, :]
+    # T's lower triangle (the upper is zero), loaded only now: one [BT, BT] fp32 tile fewer live through the loops
+    m_low = m_tt & (o_t[:, None] >= o_t[None, :])
+    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_low, other=0.0).to(tl.float32)
     # T = (I + A)^-1: dA = -T^T dT T^T on the strict lower triangle; A_ij = beta_i (k_i . k_j) exp(G_i - G_j)
     b_dA = -tl.dot(tl.dot(b_TT, b_dT), tl.trans(b_T))
     m_A = (o_t[:, None] > o_t[None, :]) & m_tt
