@@ -36,6 +36,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .launch import fast_launch
 from .norms import use_triton
 
 ACTIVATIONS = (None, "silu", "swish")
@@ -169,6 +170,7 @@ def _dsilu(b_pre, b_dy):
     return b_dy * b_sg * (1 + b_pre * (1 - b_sg))
 
 
+@fast_launch
 @triton.jit
 def conv1d_fwd_kernel(x, weight, y, tok_bos, tok_eos, R, L, sx_b, sx_t, C: tl.constexpr, W: tl.constexpr,
                       BT: tl.constexpr, BC: tl.constexpr, ACT: tl.constexpr, SEQS: tl.constexpr):  # fmt: skip
@@ -198,6 +200,7 @@ def _dpre_rows(x, weight_taps, dy, o, m_t, o_c, m_c, tok_bos, tok_eos, R, L, sx_
     return _dsilu(b_pre, b_dy.to(tl.float32))
 
 
+@fast_launch
 @triton.jit
 def conv1d_bwd_dpre_kernel(x, weight, dy, dpre, tok_bos, tok_eos, R, L, sx_b, sx_t, sd_b, sd_t, C: tl.constexpr,
                            W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, SEQS: tl.constexpr):  # fmt: skip
@@ -216,6 +219,7 @@ def conv1d_bwd_dpre_kernel(x, weight, dy, dpre, tok_bos, tok_eos, R, L, sx_b, sx
     )
 
 
+@fast_launch
 @triton.jit
 def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, sg_b, sg_t, sdx_b, sdx_t,
                       C: tl.constexpr, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, RPP: tl.constexpr,
@@ -255,6 +259,7 @@ def conv1d_bwd_kernel(x, weight, g, dx, dw, tok_bos, tok_eos, R, L, sx_b, sx_t, 
         tl.store(dw + (i_p * W + i_w) * C + o_c, tl.sum(b_dw[i_w], 0), mask=m_c)
 
 
+@fast_launch
 @triton.jit
 def conv1d_bwd_ring_kernel(x, weight, dy, dx, dw, ring, tok_bos, tok_eos, R, L, sx_b, sx_t, sd_b, sd_t, sdx_b,
                            sdx_t, C: tl.constexpr, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,

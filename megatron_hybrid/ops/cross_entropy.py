@@ -21,11 +21,13 @@ import triton
 import triton.language as tl
 
 from ..compat.fused_collectives import all_gather_dim0
+from .launch import fast_launch
 from .norms import use_triton
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+@fast_launch
 @triton.jit
 def vocab_partials_kernel(logits, targets, part, N, V, stride_row, vocab_start, BV: tl.constexpr):
     """Row n: part[0, n] = max of the row, part[1, n] = sum exp(x - max), part[2, n] = x[target] (0 off-slice)."""
@@ -47,6 +49,7 @@ def vocab_partials_kernel(logits, targets, part, N, V, stride_row, vocab_start, 
     tl.store(part + 2 * N + row, target_logit)
 
 
+@fast_launch
 @triton.jit
 def vocab_grad_kernel(
     logits, grad, targets, lse, dlse, dtarget, V, stride_row, stride_grad, vocab_start, BV: tl.constexpr

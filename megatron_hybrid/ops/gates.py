@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .launch import fast_launch
 from .norms import use_triton
 
 
@@ -20,6 +21,7 @@ def gdn_gates_torch(a, b, A_log, dt_bias, allow_neg_eigval: bool = True):
     return g, beta
 
 
+@fast_launch
 @triton.jit
 def gdn_gates_fwd_kernel(a, b, A_log, dt_bias, g, beta, M, HV: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr,
                          MULT: tl.constexpr):  # fmt: skip
@@ -37,6 +39,7 @@ def gdn_gates_fwd_kernel(a, b, A_log, dt_bias, g, beta, M, HV: tl.constexpr, BM:
     tl.store(beta + p, (tl.sigmoid(b_b) * MULT).to(beta.dtype.element_ty), mask=m)
 
 
+@fast_launch
 @triton.jit
 def gdn_gates_bwd_kernel(a, b, A_log, dt_bias, dg, dbeta, da, db, dA, ddt, M, HV: tl.constexpr, BM: tl.constexpr,
                          BH: tl.constexpr, MULT: tl.constexpr):  # fmt: skip

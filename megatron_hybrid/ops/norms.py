@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .gated_delta_rule.utils import is_interpret
+from .launch import fast_launch
 
 
 def triton_runs_on(device: torch.device) -> bool:
@@ -43,6 +44,7 @@ def _row_offsets(o_m, o_d, GH: tl.constexpr, sg_n, sg_h):
     return ((o_m // GH) * sg_n + (o_m % GH) * sg_h)[:, None] + o_d[None, :]
 
 
+@fast_launch
 @triton.jit
 def l2norm_fwd_kernel(x, y, rstd, x2, y2, M, eps, sx_n, sx_h, D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr,
                       BD: tl.constexpr):  # fmt: skip
@@ -63,6 +65,7 @@ def l2norm_fwd_kernel(x, y, rstd, x2, y2, M, eps, sx_n, sx_h, D: tl.constexpr, G
     tl.store(rstd + o_m, b_r, mask=o_m < M)
 
 
+@fast_launch
 @triton.jit
 def l2norm_bwd_kernel(y, rstd, dy, dx, y2, dy2, dx2, M, sdx_n, sdx_h, D: tl.constexpr, GH: tl.constexpr,
                       BM: tl.constexpr, BD: tl.constexpr):  # fmt: skip
@@ -163,6 +166,7 @@ def gated_rms_norm_torch(x, gate, weight, eps: float = 1e-5):
     return (h * F.silu(gate.float())).to(x.dtype)
 
 
+@fast_launch
 @triton.jit
 def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: tl.constexpr, GH: tl.constexpr,
                               BM: tl.constexpr, BD: tl.constexpr, H_DTYPE: tl.constexpr):  # fmt: skip
@@ -182,6 +186,7 @@ def gated_rms_norm_fwd_kernel(x, gate, weight, y, rstd, M, eps, sg_n, sg_h, D: t
     tl.store(rstd + o_m, b_r, mask=o_m < M)
 
 
+@fast_launch
 @triton.jit
 def gated_rms_norm_bwd_kernel(x, gate, weight, rstd, dy, dx, dgate, dw, y, M, sg_n, sg_h, sdg_n, sdg_h,
                               D: tl.constexpr, GH: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
@@ -311,6 +316,7 @@ def rms_norm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> 
     return (weight * h).to(x.dtype)
 
 
+@fast_launch
 @triton.jit
 def rms_sumsq_kernel(x, ss, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr):
     o_m = tl.program_id(0) * BM + tl.arange(0, BM)
@@ -320,6 +326,7 @@ def rms_sumsq_kernel(x, ss, M, D: tl.constexpr, BM: tl.constexpr, BD: tl.constex
     tl.store(ss + o_m, tl.sum(b_x * b_x, 1), mask=o_m < M)
 
 
+@fast_launch
 @triton.jit
 def rms_norm_fwd_kernel(x, weight, y, ss, rstd, M, eps, inv_width, D: tl.constexpr, BM: tl.constexpr,
                         BD: tl.constexpr, HAS_SS: tl.constexpr):  # fmt: skip
@@ -338,6 +345,7 @@ def rms_norm_fwd_kernel(x, weight, y, ss, rstd, M, eps, inv_width, D: tl.constex
     tl.store(rstd + o_m, b_r, mask=o_m < M)
 
 
+@fast_launch
 @triton.jit
 def rms_norm_bwd_kernel(x, weight, rstd, dy, dx, dw, rowdot, M, inv_width, D: tl.constexpr, BM: tl.constexpr,
                         BD: tl.constexpr, ROW_BLOCKS: tl.constexpr, PHASE: tl.constexpr):  # fmt: skip

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import fast_launch
 from .norms import use_triton
 
 
@@ -31,6 +32,7 @@ def rope_torch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (h * cos + rotate_half(h) * sin).to(x.dtype)
 
 
+@fast_launch
 @triton.jit
 def rope_kernel(
     x, y, cos, sin, R, B, H, sx_s, sx_b, sx_h, sy_s, sy_b, sy_h,

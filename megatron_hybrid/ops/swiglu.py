@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .launch import fast_launch
 from .norms import use_triton
 
 
@@ -35,6 +36,7 @@ def _tile_halves(y, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
     return o_m, o_f, m, p, b_a, b_b
 
 
+@fast_launch
 @triton.jit
 def swiglu_fwd_kernel(y, out, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
     o_m, o_f, m, p, b_a, b_b = _tile_halves(y, M, D, BM, BF)
@@ -42,6 +44,7 @@ def swiglu_fwd_kernel(y, out, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.const
     tl.store(out + o_m.to(tl.int64)[:, None] * D + o_f[None, :], (b_s * b_b).to(out.dtype.element_ty), mask=m)
 
 
+@fast_launch
 @triton.jit
 def swiglu_bwd_kernel(y, dout, dy, M, D: tl.constexpr, BM: tl.constexpr, BF: tl.constexpr):
     o_m, o_f, m, p, b_a, b_b = _tile_halves(y, M, D, BM, BF)

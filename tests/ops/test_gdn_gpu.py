@@ -294,6 +294,38 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
         assert_same_values(name, a, b)
 
 
+def test_remembered_kernel_launches_equal_tritons_launches():
+    """ops/launch.py: the op and the fused mixer, forward and backward, once with every kernel launched through
+    Triton's own path (caches emptied) and once more through the remembered kernels: bit-identical (the kernels are
+    deterministic run to run: bench/gdn_determinism.py)."""
+    from megatron_hybrid.ops import chunk_gated_delta_rule, gdn_mixer, launch
+
+    if not launch.fast_launch_enabled():
+        pytest.skip("MEGATRON_HYBRID_FAST_LAUNCH=0")
+    dims = (15, 15, 96, 192)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    projected, conv_w, g, beta, norm_w = _mixer_inputs(1, 1000, dims, gen)
+    dy = torch.randn(1, 1000, 15 * 192, device="cuda", generator=gen).to(torch.bfloat16)
+    q, k, v, g2, beta2, s0 = make_inputs(1, 1000, 4, 8, 96, 192, torch.bfloat16)
+    do = torch.randn_like(v)
+
+    def both():
+        leaves = [x.detach().clone().requires_grad_() for x in (projected, conv_w, g, beta, norm_w)]
+        out = gdn_mixer(*leaves, dims, scale=96**-0.5, norm_eps=1e-5)
+        out.backward(dy)
+        xs = [x.detach().clone().requires_grad_() for x in (q, k, v, g2, beta2, s0)]
+        o, ht = chunk_gated_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, use_qk_l2norm=True)
+        (o.float() * do.float()).sum().add(ht.sum()).backward()
+        return [out, o, ht] + [x.grad for x in leaves + xs]
+
+    launch.forget_kernels()
+    first = both()
+    assert launch.remembered_kernels() >= 10
+    second = both()
+    for i, (a, b) in enumerate(zip(first, second)):
+        assert torch.equal(a, b), (i, rel_rms(a, b))
+
+
 def test_gdn_mixer_recomputed_wy_bf16(monkeypatch):
     """MEGATRON_HYBRID_GDN_RECOMPUTE_WY=1 solves for the WY inverse again in the backward: the same kernel on the same
     values, so outputs and gradients are bit-identical to keeping it (autotuned, see ``assert_same_values``)."""

@@ -10,11 +10,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ..launch import fast_launch
 from .chunk import check_inputs
 from .naive import naive_recurrent_gated_delta_rule
 from .utils import is_interpret
 
 
+@fast_launch
 @triton.jit(do_not_specialize=["T"])
 def fused_recurrent_fwd_kernel(q, k, v, g, beta, o, h0, ht, cu_seqlens, scale, T, H: tl.constexpr, HV: tl.constexpr,
                                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,

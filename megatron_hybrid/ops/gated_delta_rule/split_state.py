@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..launch import fast_launch
 from .chunk_bwd import chunk_bwd_dv_local
 from .chunk_h import _bwd_read, _bwd_update, _fwd_read, _load_state, _seq, _store_state
 from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
@@ -310,6 +311,7 @@ def split_bwd_dh_kernel(
         _store_state(p_h0, b_h0, b_h1, b_h2, b_h3, o_v, (flags & 1) != 0, BK, K, V)
 
 
+@fast_launch
 @triton.jit(do_not_specialize=["NSEQ_BUCKET"])
 def split_combine_kernel(
     mseg, loc, init, out, seq_seg_off, NSEQ_BUCKET,

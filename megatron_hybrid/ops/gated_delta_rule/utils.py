@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..launch import fast_launch
+
 CHUNK = 64  # tokens per chunk (BT in the kernels)
 
 
@@ -18,14 +20,15 @@ def is_interpret() -> bool:
 
 def autotune(configs: list[triton.Config], key: list[str], **kwargs):
     """triton.autotune, but with a single fixed config under the interpreter (several configs fail without a driver)
-    or when MEGATRON_HYBRID_AUTOTUNE=0 (quick GPU test runs: the first config of each list is the default); and with a
-    cheap lookup of the tuned config on every later launch (``fast_tuned_launch``)."""
+    or when MEGATRON_HYBRID_AUTOTUNE=0 (quick GPU test runs: the first config of each list is the default); with a
+    cheap lookup of the tuned config on every later launch (``fast_tuned_launch``) and of the compiled kernel
+    (``ops.launch.fast_launch``)."""
     if is_interpret() or os.environ.get("MEGATRON_HYBRID_AUTOTUNE", "1") == "0":
         configs = configs[:1]
     decorate = triton.autotune(configs=configs, key=key, **kwargs)
 
     def wrap(fn):
-        tuner = decorate(fn)
+        tuner = decorate(fast_launch(fn))  # the tuner launches through fn.run: remembered kernels (ops/launch.py)
         if len(tuner.configs) > 1:
             tuner._key_positions = [(name, tuner.arg_names.index(name)) for name in tuner.keys]
             tuner._fast_configs = {}
