@@ -103,13 +103,7 @@ class GDNMixerFunction(torch.autograd.Function):
         H, HV, K, V = ctx.dims
         B, T, _ = projected.shape
         C = 2 * H * K + HV * V
-        # the projection's gradient in the projection's own layout ([s, b] transposed): the conv and the gated norm
-        # write their parts into it, and the input projection's backward gets it as a contiguous [s, b, .] tensor
-        dprojected = torch.empty_strided(projected.shape, projected.stride(), dtype=projected.dtype,
-                                         device=projected.device)  # fmt: skip
         g3 = _gate_rows(projected[..., C:].unflatten(-1, (HV, V)))
-        dz = dprojected[..., C:].unflatten(-1, (HV, V))
-        dz3 = dz.view(-1, HV, V) if g3.data_ptr() == projected[..., C:].data_ptr() else None  # else: a copy below
         dout_weight = y = None
         if out_weight is None:
             dy = dout
@@ -122,27 +116,36 @@ class GDNMixerFunction(torch.autograd.Function):
             dout2 = dout.reshape(-1, dout.shape[-1])
             dy = torch.matmul(dout2, out_weight)
             y = torch.empty_like(o2)
-        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), dz3, y)
+        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), None, y)
+        del dy
         if y is not None:
             # into the DDP's main_grad in the GEMM when fused, as Megatron's linear does with the fusion
             dout_weight = weight_grad(out_weight, y.view(dout2.shape[0], -1), dout2, ctx.wgrad_fused)
             del y
-        if dz3 is None:
-            dz.copy_(dgate.view(dz.shape))
         q, k, qk_rstd, v = _recurrent_inputs(projected[..., :C], conv_weight, (tok_bos, tok_eos), ctx.dims)
-        # the conv output's gradient, written in place by the wy backward (dv) and the L2 norms' backward (dq, dk);
-        # allocated when the wy backward starts, after the delta rule's per-chunk states are freed
-        dqkv = []
+        # The projection's gradient (in the projection's own layout, [s, b] transposed: the input projection's backward
+        # gets a contiguous [s, b, .] tensor) and the conv output's gradient (written in place by the wy backward (dv)
+        # and the L2 norms' backward (dq, dk)) are allocated when the wy backward starts, after the delta rule's
+        # per-chunk states are freed; the gate's gradient waits in its own buffer until then. Allocated up front, the
+        # projection's gradient coexisted with those states: the mixer layer's peak extra memory (bench/layers.py's
+        # measure, T=8192, d=3840, H100, 2026-11-27) was 1833 MiB, now 1563 (Megatron-Core's GDN: 1670), for one
+        # z-sized copy (fwd+bwd 10.12 -> 10.17 / 10.30 ms, within run-to-run spread).
+        grads = {"dgate": dgate}
+        del dgate
 
         def dv_in_conv_grad():
-            dqkv.append(torch.empty(B, T, C, dtype=projected.dtype, device=projected.device))
-            return dqkv[0][..., 2 * H * K :].unflatten(-1, (HV, V))
+            dprojected = torch.empty_strided(projected.shape, projected.stride(), dtype=projected.dtype,
+                                             device=projected.device)  # fmt: skip
+            dprojected[..., C:].unflatten(-1, (HV, V)).copy_(grads.pop("dgate").view(B, T, HV, V))
+            grads["dprojected"] = dprojected
+            grads["dqkv"] = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
+            return grads["dqkv"][..., 2 * H * K :].unflatten(-1, (HV, V))
 
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad,
             g=g_kept,
         )  # fmt: skip
-        dqkv = dqkv[0]
+        dprojected, dqkv = grads["dprojected"], grads["dqkv"]
         dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
         l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), (dq_in, dk_in))
         del dq, dk
