@@ -26,15 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report  # noqa: E402
 from gdn_breakdown import stage_inputs  # noqa: E402
+from gdn_config_sweep import rel_rms  # noqa: E402
 
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.utils import CHUNK  # noqa: E402
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def main() -> None:
@@ -58,7 +54,8 @@ def main() -> None:
             chunk_bwd_dv_local(q, k, gcum, do, scale, meta, v_new=v_new, dp_out=dP)
             return C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta, dP=dP)
 
-        errors = {f"rel_{n}": rel(a, b) for n, a, b in zip(("dq", "dk_part", "dw", "dgp"), variant_pair(), op_pair())}
+        pairs = zip(("dq", "dk_part", "dw", "dgp"), variant_pair(), op_pair())
+        errors = {f"rel_{n}": rel_rms(a, b) for n, a, b in pairs}
         stages = {
             "op: dv_local": lambda: chunk_bwd_dv_local(q, k, gcum, do, scale, meta),
             "op: dqk": lambda: C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta),

@@ -116,7 +116,7 @@ class GDNMixerFunction(torch.autograd.Function):
             dout2 = dout.reshape(-1, dout.shape[-1])
             dy = torch.matmul(dout2, out_weight)
             y = torch.empty_like(o2)
-        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), None, y)
+        do, dgate, dnorm_weight = gated_rms_norm_bwd(o2, g3, norm_weight, rstd, dy.contiguous().view(o2.shape), y_out=y)
         del dy
         if y is not None:
             # into the DDP's main_grad in the GEMM when fused, as Megatron's linear does with the fusion
@@ -130,22 +130,21 @@ class GDNMixerFunction(torch.autograd.Function):
         # projection's gradient coexisted with those states: the mixer layer's peak extra memory (bench/layers.py's
         # measure, T=8192, d=3840, H100, 2026-11-27) was 1833 MiB, now 1563 (Megatron-Core's GDN: 1670), for one
         # z-sized copy (fwd+bwd 10.12 -> 10.17 / 10.30 ms, within run-to-run spread).
-        grads = {"dgate": dgate}
-        del dgate
+        dprojected = dqkv = None
 
         def dv_in_conv_grad():
+            nonlocal dgate, dprojected, dqkv
             dprojected = torch.empty_strided(projected.shape, projected.stride(), dtype=projected.dtype,
                                              device=projected.device)  # fmt: skip
-            dprojected[..., C:].unflatten(-1, (HV, V)).copy_(grads.pop("dgate").view(B, T, HV, V))
-            grads["dprojected"] = dprojected
-            grads["dqkv"] = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
-            return grads["dqkv"][..., 2 * H * K :].unflatten(-1, (HV, V))
+            dprojected[..., C:].unflatten(-1, (HV, V)).copy_(dgate.view(B, T, HV, V))
+            dgate = None
+            dqkv = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
+            return dqkv[..., 2 * H * K :].unflatten(-1, (HV, V))
 
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad,
             g=g_kept,
         )  # fmt: skip
-        dprojected, dqkv = grads["dprojected"], grads["dqkv"]
         dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
         l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), (dq_in, dk_in))
         del dq, dk
