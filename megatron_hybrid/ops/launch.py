@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 
 import torch
+from triton import knobs
+from triton.runtime.driver import driver
 
 _I32 = (-(2**31), 2**31)
 _INSTALLED: list = []  # the JITFunctions with the remembered-kernel run
@@ -69,14 +71,10 @@ def launch_key(values, constexprs, options, device) -> tuple | None:
 
 
 def _current_device():
-    from triton.runtime.driver import driver
-
     return driver.active.get_current_device()
 
 
 def _current_stream(device):
-    from triton.runtime.driver import driver
-
     return driver.active.get_current_stream(device)
 
 
@@ -87,8 +85,6 @@ def _hook_set(hook) -> bool:
 
 def _launch_hooks() -> bool:
     """Whether a launch hook (a profiler's, e.g. proton) is set: then every launch takes Triton's own path."""
-    from triton import knobs
-
     return _hook_set(knobs.runtime.launch_enter_hook) or _hook_set(knobs.runtime.launch_exit_hook)
 
 
