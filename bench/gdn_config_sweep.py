@@ -53,6 +53,7 @@ def _reg_capped(blocks, stages):
 
 
 # Parallel-over-chunks kernels: 1 program per (chunk, head) or (block, chunk, head).
+WY_SOLVE = _cfgs([None], (1, 2, 4), (1, 2, 3))
 WY_FWD = _cfgs([None], (2, 4, 8), (1, 2, 3)) + _reg_capped([None], (1, 2))
 WY_BWD = _cfgs([None], (2, 4, 8), (1,)) + _reg_capped([None], (1,))  # num_stages >= 2 races (wy.py)
 PER_CHUNK = _cfgs((32, 64), (4, 8), (1, 2, 3)) + _reg_capped((64,), (1, 2))
@@ -75,8 +76,8 @@ CONV_BWD = [
     for bt, bc, rpp, w in itertools.product((16, 32), (64, 128), (16, 8, 32), (4, 2))
 ]
 GDN_STAGES = {
-    "wy_fwd": WY_FWD, "fwd_h": STATE, "fwd_o": PER_CHUNK, "dv_local": PER_CHUNK, "bwd_dh": STATE, "dqk": DQK,
-    "wy_bwd": WY_BWD,
+    "wy_solve": WY_SOLVE, "wy_fwd": WY_FWD, "fwd_h": STATE, "fwd_o": PER_CHUNK, "dv_local": PER_CHUNK,
+    "bwd_dh": STATE, "dqk": DQK, "wy_bwd": WY_BWD,
 }  # fmt: skip
 DIRECT_STAGES = {
     "gated_norm_bwd": GNORM_BWD, "conv_fwd_qk": CONV_FWD, "gated_norm_fwd": GNORM_FWD, "l2norm_fwd_q": L2,
@@ -112,7 +113,8 @@ def gdn_stages(shape: str):
         return C.chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
 
     return {
-        "wy_fwd": (C.chunk_wy_fwd_kernel, lambda: C.chunk_wy_fwd(k, v, g, beta, meta)),
+        "wy_solve": (C.chunk_wy_solve_kernel, lambda: C.chunk_wy_fwd(k, v, g, beta, meta)[:2]),  # + w, u at theirs
+        "wy_fwd": (C.chunk_wy_fwd_kernel, lambda: C.chunk_wy_fwd(k, v, None, beta, meta, gcum=gcum, Ai=Ai)[2:]),
         "fwd_h": (C.chunk_fwd_h_kernel, lambda: C.chunk_fwd_h(k, w, u, gcum, None, False, meta)[:2]),
         "fwd_o": (C.chunk_fwd_o_kernel, lambda: C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)),
         "dv_local": (chunk_bwd_dv_local_kernel, lambda: chunk_bwd_dv_local(q, k, gcum, do, scale, meta)),

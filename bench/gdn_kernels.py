@@ -85,8 +85,9 @@ def chosen_configs() -> dict[str, str]:
     from megatron_hybrid.ops.gated_delta_rule import chunk as C
     from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local_kernel
 
-    kernels = (C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel, chunk_bwd_dv_local_kernel,
-               C.chunk_bwd_dh_kernel, C.chunk_bwd_dqk_kernel, C.chunk_wy_bwd_kernel)  # fmt: skip
+    kernels = (C.chunk_wy_solve_kernel, C.chunk_wy_fwd_kernel, C.chunk_fwd_h_kernel, C.chunk_fwd_o_kernel,
+               chunk_bwd_dv_local_kernel, C.chunk_bwd_dh_kernel, C.chunk_bwd_dqk_kernel,
+               C.chunk_wy_bwd_kernel)  # fmt: skip
     return {kern.fn.__name__: str(getattr(kern, "best_config", None)) for kern in kernels}
 
 

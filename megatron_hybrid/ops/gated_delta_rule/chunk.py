@@ -1,6 +1,6 @@
 """Chunked gated delta rule with Triton forward and backward: host passes, the autograd Function, the public op.
 
-Forward:  wy (cumsum g, T = (I + A)^-1, w, u)  ->  chunk_h (h per chunk, v_new, final state)  ->  chunk_o (o)
+Forward:  wy (cumsum g, T = (I + A)^-1; then w, u)  ->  chunk_h (h per chunk, v_new, final state)  ->  chunk_o (o)
 Backward: [wy (w again from the kept T)]  ->  chunk_h backward (dh per chunk, dv2 with the intra-chunk part fused in,
           dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)  ->  wy backward (dk, dv, dbeta, dg).
 Kept between forward and backward: g's chunk-local cumsum, T ([B, T, HV, 64], fp32; fp16 opt-in, see wy.py),
@@ -26,7 +26,7 @@ from .chunk_h import chunk_bwd_dh, chunk_bwd_dh_kernel, chunk_fwd_h, chunk_fwd_h
 from .chunk_o import chunk_fwd_o, chunk_fwd_o_kernel  # noqa: F401
 from .split_state import chunk_bwd_dh_split, chunk_fwd_h_split, plan_segments, split_modes
 from .utils import prepare_chunks
-from .wy import chunk_wy_bwd, chunk_wy_bwd_kernel, chunk_wy_fwd, chunk_wy_fwd_kernel  # noqa: F401
+from .wy import chunk_wy_bwd, chunk_wy_bwd_kernel, chunk_wy_fwd, chunk_wy_fwd_kernel, chunk_wy_solve_kernel  # noqa: F401
 
 MAX_HEAD_DIM = 256
 

@@ -21,14 +21,6 @@ import triton.language as tl
 
 from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
 
-
-@triton.jit
-def _masked_dp(b_dov, b_G, m_tt, o_t, scale):
-    """dP = scale (do v_new^T) * D, D_ij = exp(G_i - G_j) for i >= j (the chunk's causal decay), else 0."""
-    m_D = (o_t[:, None] >= o_t[None, :]) & m_tt
-    return b_dov * tl.exp(tl.where(m_D, b_G[:, None] - b_G[None, :], float("-inf"))) * scale
-
-
 # A 168-register cap first (3 programs per SM instead of 2 at 4 warps): 0.220 / 0.439 ms against 0.245 / 0.474
 # uncapped at H = 15 / 30 (bench/gdn_config_sweep.py, H100, Triton 3.6, 2026-11-27). num_stages = 1 with BV = 64 and
 # 4 warps is left out: it hit an illegal memory access there (Triton 3.6 on Hopper), with or without the cap.
@@ -37,7 +29,7 @@ DQK_CONFIGS = [
 ]
 
 
-@autotune(configs=DQK_CONFIGS, key=["H", "HV", "K", "V", "BK", "DP_GIVEN"])
+@autotune(configs=DQK_CONFIGS, key=["H", "HV", "K", "V", "BK"])
 @triton.jit(do_not_specialize=["T"])
 def chunk_bwd_dqk_kernel(
     q,
@@ -52,7 +44,6 @@ def chunk_bwd_dqk_kernel(
     dk,
     dw,
     dgp,
-    dP,
     cu_seqlens,
     chunk_indices,
     scale,
@@ -66,7 +57,6 @@ def chunk_bwd_dqk_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     IS_VARLEN: tl.constexpr,
-    DP_GIVEN: tl.constexpr,
 ):
     i_k, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_hv = i_bh % HV
@@ -102,8 +92,7 @@ def chunk_bwd_dqk_kernel(
         b_dqs += tl.dot(b_do, b_hT.to(b_do.dtype))
         b_dks += tl.dot(b_vn, b_dhT.to(b_vn.dtype))
         b_dw -= tl.dot(b_dv2, b_hT.to(b_dv2.dtype))
-        if not DP_GIVEN:
-            b_dov += tl.dot(b_do, tl.trans(b_vn.to(b_do.dtype)))
+        b_dov += tl.dot(b_do, tl.trans(b_vn.to(b_do.dtype)))
         b_gh += tl.sum(b_hT.to(tl.float32) * b_dhT.to(tl.float32), 0)
 
     o_tk = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
@@ -113,13 +102,12 @@ def chunk_bwd_dqk_kernel(
     b_Gl = tl.load(gcum + (t0 + Tc - 1) * HV + i_hv)
     b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
     b_el = tl.where(m_t, tl.exp(b_Gl - b_G), 0.0)
+    m_D = (o_t[:, None] >= o_t[None, :]) & m_tt
+    b_D = tl.exp(tl.where(m_D, b_G[:, None] - b_G[None, :], float("-inf")))
 
     # o = scale (exp(G) q h + (q k^T * D) v_new)
     b_dqs = b_dqs * (b_eG * scale)[:, None]
-    if DP_GIVEN:  # computed once per chunk by chunk_bwd_dv_local, not once per K block here
-        b_dP = tl.load(dP + (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_tt, other=0.0)
-    else:
-        b_dP = _masked_dp(b_dov, b_G, m_tt, o_t, scale)
+    b_dP = b_dov * b_D * scale
     b_dPc = b_dP.to(b_k.dtype)
     b_dq = b_dqs + tl.dot(b_dPc, b_k)
     # dP^T q, computed as (q^T dP)^T with q^T loaded from memory: a transposed register tensor as the first dot
@@ -146,11 +134,9 @@ def chunk_bwd_dqk_kernel(
     tl.store(dgp + i_k * TOT + t0 * HV + i_hv + o_t * HV, b_dG, mask=m_t)
 
 
-def chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta, dP=None):
+def chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta):
     """Returns dq ([B, T, HV, K], final), dk_part (output/state part) and dw (both in q's dtype, or fp32 with
-    MEGATRON_HYBRID_GDN_FP32_PARTIALS=1), dG partials [NK, B, T, HV] (fp32). ``dP``: the chunks' masked
-    scale (do v_new^T) * D as ``chunk_bwd_dv_local(..., dp_out=)`` writes it, read instead of computed per K block
-    (an experiment timed by bench/dqk_variants.py; the op does not pass it)."""
+    MEGATRON_HYBRID_GDN_FP32_PARTIALS=1), dG partials [NK, B, T, HV] (fp32)."""
     B, T, H, K = q.shape
     HV, V = do.shape[2], do.shape[3]
     BK = pick_block(K, 64)
@@ -166,22 +152,18 @@ def chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta, dP=None):
     if is_interpret():
         chunk_bwd_dqk_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
     chunk_bwd_dqk_kernel[(NK, meta["NT"], B * HV)](
-        q, k, gcum, h, dh, v_new, dv2, do, dq, dk, dw, dgp, dP, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
+        q, k, gcum, h, dh, v_new, dv2, do, dq, dk, dw, dgp, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
         B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, IS_VARLEN=meta["cu_seqlens"] is not None,
-        DP_GIVEN=dP is not None,
     )  # fmt: skip
     return dq, dk, dw, dgp
 
 
-DV_LOCAL_CONFIGS = [triton.Config({"BV": 64}, num_warps=w, num_stages=2) for w in (4, 8)]
-
-
-@autotune(configs=DV_LOCAL_CONFIGS, key=["H", "HV", "K", "V", "STORE_DP"])
+@autotune(configs=[triton.Config({"BV": 64}, num_warps=w, num_stages=2) for w in (4, 8)], key=["H", "HV", "K", "V"])
 @triton.jit(do_not_specialize=["T"])
 def chunk_bwd_dv_local_kernel(
-    q, k, gcum, do, dvl, v_new, dP, cu_seqlens, chunk_indices, scale, T,
+    q, k, gcum, do, dvl, cu_seqlens, chunk_indices, scale, T,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_VARLEN: tl.constexpr, STORE_DP: tl.constexpr,
+    BV: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):  # fmt: skip
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_hv = i_bh % HV
@@ -202,36 +184,26 @@ def chunk_bwd_dv_local_kernel(
     m_A = (o_t[:, None] <= o_t[None, :]) & m_t[:, None] & m_t[None, :]
     b_A = b_A * tl.exp(tl.where(m_A, b_G[None, :] - b_G[:, None], float("-inf"))) * scale
     b_Ac = b_A.to(do.dtype.element_ty)
-    b_dov = tl.zeros([BT, BT], dtype=tl.float32)  # do v_new^T, with STORE_DP
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
         tl.store(dvl + o_tv, tl.dot(b_Ac, b_do), mask=m_tv)
-        if STORE_DP:
-            b_vn = tl.load(v_new + o_tv, mask=m_tv, other=0)
-            b_dov += tl.dot(b_do, tl.trans(b_vn.to(b_do.dtype)))
-    if STORE_DP:
-        m_tt = m_t[:, None] & m_t[None, :]
-        b_dP = _masked_dp(b_dov, b_G, m_tt, o_t, scale)
-        tl.store(dP + (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :], b_dP, mask=m_tt)
 
 
-def chunk_bwd_dv_local(q, k, gcum, do, scale, meta, v_new=None, dp_out=None):
+def chunk_bwd_dv_local(q, k, gcum, do, scale, meta):
     """The intra-chunk part of dv2, ``scale (q k^T * D)^T do``, as [B, T, HV, V] fp32: the state pass adds the
     state's part in fp32 and rounds the sum once, as when one kernel computed both. (Stored in bf16 instead, it
     would save ~0.06 ms at the Olmo shape, but the CPU model of the GPU's roundings put the g = 0 dg error up,
-    7.9e-3 -> 8.2e-3, against a 1e-2 bound.) With ``v_new`` and ``dp_out`` ([B, T, HV, BT] fp32) it also writes the
-    chunks' masked scale (do v_new^T) * D there, for ``chunk_bwd_dqk(..., dP=)``."""
+    7.9e-3 -> 8.2e-3, against a 1e-2 bound.)"""
     B, T, H, K = q.shape
     HV, V = do.shape[2], do.shape[3]
     dvl = torch.empty(B, T, HV, V, dtype=torch.float32, device=q.device)
     if is_interpret():
         chunk_bwd_dv_local_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
     chunk_bwd_dv_local_kernel[(meta["NT"], B * HV)](
-        q, k, gcum, do, dvl, v_new, dp_out, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
+        q, k, gcum, do, dvl, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
         H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=pick_block(K, 64), IS_VARLEN=meta["cu_seqlens"] is not None,
-        STORE_DP=dp_out is not None,
     )  # fmt: skip
     return dvl

@@ -1,11 +1,11 @@
 """The WY representation of a chunk: forward (cumsum, solve, w and u) and backward (through w, u, T and A).
 
-Forward, one program per (chunk, value head), BT = 64:
-    G = cumsum(g) within the chunk;  A_ij = beta_i (k_i . k_j) exp(G_i - G_j) for i > j;  T = (I + A)^-1
-    w = T (beta exp(G) k),  u = T (beta v)
+Forward, two kernels of one program per (chunk, value head), BT = 64:
+    solve:  G = cumsum(g) within the chunk;  A_ij = beta_i (k_i . k_j) exp(G_i - G_j) for i > j;  T = (I + A)^-1
+    w, u:   w = T (beta exp(G) k),  u = T (beta v)
 The unit-lower-triangular inverse: the four 16x16 diagonal blocks by forward substitution (15 steps, the four
-chains interleaved), then the blocks below them by block substitution with 16x16 fp32 dots. T is kept for the
-backward in fp32. Opt-in (MEGATRON_HYBRID_GDN_WY_FP16=1, ``wy_inverse_dtype``): fp16 for 16-bit inputs, half the
+chains as one [4, 16, 16] tensor), then the blocks below them by block substitution with 16x16 tf32x3 dots. T is kept
+for the backward in fp32. Opt-in (MEGATRON_HYBRID_GDN_WY_FP16=1, ``wy_inverse_dtype``): fp16 for 16-bit inputs, half the
 memory (30 MiB less per layer call at the Olmo shape, T=8192, H=30). Its entries lie in [-2, 2] (T is built from the
 chunk's reflections I - beta k k^T, beta in [0, 2], unit k, and decays <= 1) and forward and backward multiply by the
 same rounded T, but on the H100 it cost gradient accuracy without decay: dg relative error at g = 0 (the GPU tests'
@@ -31,7 +31,10 @@ from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block, toke
 
 @triton.jit
 def _dot32(a, b):
-    return tl.dot(a, b, input_precision="ieee")
+    """fp32 a @ b to about fp32 accuracy on tensor cores: tf32x3 (the hi*hi + hi*lo + lo*hi tf32 products). The
+    solve's block products ran in "ieee" (FMA units) until 2026-11-27: wy_fwd 0.278 -> 0.250 ms at T=8192, H=30
+    (bench/results/gpu_check/session13/callC, autotuned, alternating processes), T's sum moving by 2e-10 relative."""
+    return tl.dot(a, b, input_precision="tf32x3")
 
 
 @triton.jit
@@ -48,21 +51,123 @@ def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
     tl.store(p, b_X.to(p_base.dtype.element_ty), mask=m)
 
 
-# 2 warps and 3 stages first: 0.153 ms against 0.225 for the former first config (4 warps, 2 stages) at the Olmo TP=2
-# slice (T=8192, H=15, K=96, V=192), bit-identical over runs; 8 warps was the slowest (bench/gdn_config_sweep.py,
-# H100, Triton 3.6, 2026-11-27). The small dependent 16x16 products of the solve gain nothing from more warps.
+# The solve and the w/u products are two kernels (one job each; w/u from the stored T, as the backward's recompute
+# always did). Measured 2026-11-27 (H100, autotuned, alternating processes; bench/results/gpu_check/session13): wy_fwd
+# at T=8192, H=30 was 0.295 ms fused, 0.306 split with the same solve, 0.278 with the substitution as one [4, 16, 16]
+# tensor and 0.250 with tf32x3 block products (w/u alone: 0.150). Nsight Compute still has the solve at 254 registers a
+# thread, 4 programs per SM. Fused with the new solve: not measured.
+@autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=s) for w, s in ((2, 3), (1, 3), (2, 2), (4, 3), (4, 2))],
+    key=["H", "HV", "K", "BK"],
+)
+@triton.jit(do_not_specialize=["T"])
+def chunk_wy_solve_kernel(
+    k,
+    g,
+    beta,
+    gcum,
+    Awork,
+    Ai,
+    cu_seqlens,
+    chunk_indices,
+    T,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_hv = i_bh % HV
+    i_h = i_hv // (HV // H)
+    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
+    t0 = bos + i_c * BT
+    Tc = tl.minimum(eos - t0, BT)
+    o_t = tl.arange(0, BT)
+    m_t = o_t < Tc
+    m_tt = m_t[:, None] & m_t[None, :]
+
+    p_k = k + (t0 * H + i_h) * K
+    o_A = (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
+    b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
+    b_g = tl.load(g + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
+    b_G = tl.cumsum(b_g, 0)
+    tl.store(gcum + t0 * HV + i_hv + o_t * HV, b_G, mask=m_t)
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0)
+        b_A += tl.dot(b_k, tl.trans(b_k))
+    m_A = (o_t[:, None] > o_t[None, :]) & m_tt
+    b_A = b_A * b_beta[:, None] * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))
+    tl.store(Awork + o_A, b_A, mask=m_t[:, None])
+    tl.debug_barrier()
+    # the four 16x16 diagonal blocks by forward substitution, as one [4, 16, 16] tensor (block, row, column) whose
+    # four chains advance together: step r reads row r of each block's A (one [4, 16] load from L1, not extracted
+    # from registers) and writes row r of each block's T
+    o_i = tl.arange(0, 16)
+    o_b = tl.arange(0, 4)
+    S = HV * BT
+    p_A0 = Awork + (t0 * HV + i_hv) * BT
+    b_D = tl.zeros([4, 16, 16], dtype=tl.float32) + tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)[None, :, :]
+    for r in range(1, 16):
+        o_r = 16 * o_b + r
+        m_a = (o_r < Tc)[:, None] & (o_i < r)[None, :]
+        b_a = tl.load(p_A0 + o_r[:, None] * S + (16 * o_b)[:, None] + o_i[None, :], mask=m_a, other=0.0)
+        b_D = tl.where((o_i == r)[None, :, None], b_D - tl.sum(b_a[:, :, None] * b_D, 1)[:, None, :], b_D)
+    b_T0 = tl.sum(tl.where((o_b == 0)[:, None, None], b_D, 0.0), 0)
+    b_T1 = tl.sum(tl.where((o_b == 1)[:, None, None], b_D, 0.0), 0)
+    b_T2 = tl.sum(tl.where((o_b == 2)[:, None, None], b_D, 0.0), 0)
+    b_T3 = tl.sum(tl.where((o_b == 3)[:, None, None], b_D, 0.0), 0)
+    # off-diagonal blocks: X_ij = -T_ii sum_{m=j}^{i-1} A_im X_mj
+    b_A10 = _load_tile(p_A0, 1, 0, o_i, Tc, S)
+    b_A20 = _load_tile(p_A0, 2, 0, o_i, Tc, S)
+    b_A21 = _load_tile(p_A0, 2, 1, o_i, Tc, S)
+    b_A30 = _load_tile(p_A0, 3, 0, o_i, Tc, S)
+    b_A31 = _load_tile(p_A0, 3, 1, o_i, Tc, S)
+    b_A32 = _load_tile(p_A0, 3, 2, o_i, Tc, S)
+    b_T10 = -_dot32(b_T1, _dot32(b_A10, b_T0))
+    b_T21 = -_dot32(b_T2, _dot32(b_A21, b_T1))
+    b_T32 = -_dot32(b_T3, _dot32(b_A32, b_T2))
+    b_T20 = -_dot32(b_T2, _dot32(b_A20, b_T0) + _dot32(b_A21, b_T10))
+    b_T31 = -_dot32(b_T3, _dot32(b_A31, b_T1) + _dot32(b_A32, b_T21))
+    b_T30 = -_dot32(b_T3, _dot32(b_A30, b_T0) + _dot32(b_A31, b_T10) + _dot32(b_A32, b_T20))
+    tl.debug_barrier()  # every row of A read before T overwrites it (when Awork is Ai)
+    p_T0 = Ai + (t0 * HV + i_hv) * BT
+    _store_tile(p_T0, b_T0, 0, 0, o_i, Tc, S)
+    _store_tile(p_T0, b_T1, 1, 1, o_i, Tc, S)
+    _store_tile(p_T0, b_T2, 2, 2, o_i, Tc, S)
+    _store_tile(p_T0, b_T3, 3, 3, o_i, Tc, S)
+    _store_tile(p_T0, b_T10, 1, 0, o_i, Tc, S)
+    _store_tile(p_T0, b_T20, 2, 0, o_i, Tc, S)
+    _store_tile(p_T0, b_T21, 2, 1, o_i, Tc, S)
+    _store_tile(p_T0, b_T30, 3, 0, o_i, Tc, S)
+    _store_tile(p_T0, b_T31, 3, 1, o_i, Tc, S)
+    _store_tile(p_T0, b_T32, 3, 2, o_i, Tc, S)
+    # zeros above the diagonal blocks: the stored T is fully defined (the loads mask to the triangle anyway)
+    b_zero = tl.zeros([16, 16], dtype=tl.float32)
+    _store_tile(p_T0, b_zero, 0, 1, o_i, Tc, S)
+    _store_tile(p_T0, b_zero, 0, 2, o_i, Tc, S)
+    _store_tile(p_T0, b_zero, 0, 3, o_i, Tc, S)
+    _store_tile(p_T0, b_zero, 1, 2, o_i, Tc, S)
+    _store_tile(p_T0, b_zero, 1, 3, o_i, Tc, S)
+    _store_tile(p_T0, b_zero, 2, 3, o_i, Tc, S)
+
+
+# 2 warps and 3 stages first: 0.153 ms against 0.225 for 4 warps, 2 stages at the Olmo TP=2 slice (T=8192, H=15, K=96,
+# V=192), bit-identical over runs, when this kernel still did the solve (bench/gdn_config_sweep.py, H100, Triton 3.6,
+# 2026-11-27).
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=s) for w, s in ((2, 3), (4, 3), (4, 2))],
-    key=["H", "HV", "K", "V", "BK", "BV", "SOLVE", "STORE_U"],
+    key=["H", "HV", "K", "V", "BK", "BV", "STORE_U"],
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_wy_fwd_kernel(
     k,
     v,
-    g,
     beta,
     gcum,
-    Awork,
     Ai,
     w,
     u,
@@ -77,7 +182,6 @@ def chunk_wy_fwd_kernel(
     BT: tl.constexpr,
     BK: tl.constexpr,
     BV: tl.constexpr,
-    SOLVE: tl.constexpr,
     STORE_U: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
@@ -99,76 +203,9 @@ def chunk_wy_fwd_kernel(
     p_u = u + (t0 * HV + i_hv) * V
     o_A = (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
     b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
-    if SOLVE:
-        b_g = tl.load(g + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
-        b_G = tl.cumsum(b_g, 0)
-        tl.store(gcum + t0 * HV + i_hv + o_t * HV, b_G, mask=m_t)
-        b_A = tl.zeros([BT, BT], dtype=tl.float32)
-        for i_k in range(tl.cdiv(K, BK)):
-            o_k = i_k * BK + tl.arange(0, BK)
-            b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0)
-            b_A += tl.dot(b_k, tl.trans(b_k))
-        m_A = (o_t[:, None] > o_t[None, :]) & m_tt
-        b_A = b_A * b_beta[:, None] * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))
-        tl.store(Awork + o_A, b_A, mask=m_t[:, None])
-        tl.debug_barrier()
-        # the four 16x16 diagonal blocks by forward substitution, interleaved so that their chains overlap;
-        # row r of each block is read back from memory (L1) rather than extracted from registers
-        o_i = tl.arange(0, 16)
-        S = HV * BT
-        p_A0 = Awork + (t0 * HV + i_hv) * BT
-        b_T0 = tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)
-        b_T1 = b_T0
-        b_T2 = b_T0
-        b_T3 = b_T0
-        for r in range(1, 16):
-            b_a0 = tl.load(p_A0 + r * S + o_i, mask=(r < Tc) & (o_i < r), other=0.0)
-            b_a1 = tl.load(p_A0 + (16 + r) * S + 16 + o_i, mask=(16 + r < Tc) & (o_i < r), other=0.0)
-            b_a2 = tl.load(p_A0 + (32 + r) * S + 32 + o_i, mask=(32 + r < Tc) & (o_i < r), other=0.0)
-            b_a3 = tl.load(p_A0 + (48 + r) * S + 48 + o_i, mask=(48 + r < Tc) & (o_i < r), other=0.0)
-            m_r = o_i[:, None] == r
-            b_T0 = tl.where(m_r, b_T0 - tl.sum(b_a0[:, None] * b_T0, 0)[None, :], b_T0)
-            b_T1 = tl.where(m_r, b_T1 - tl.sum(b_a1[:, None] * b_T1, 0)[None, :], b_T1)
-            b_T2 = tl.where(m_r, b_T2 - tl.sum(b_a2[:, None] * b_T2, 0)[None, :], b_T2)
-            b_T3 = tl.where(m_r, b_T3 - tl.sum(b_a3[:, None] * b_T3, 0)[None, :], b_T3)
-        # off-diagonal blocks: X_ij = -T_ii sum_{m=j}^{i-1} A_im X_mj
-        b_A10 = _load_tile(p_A0, 1, 0, o_i, Tc, S)
-        b_A20 = _load_tile(p_A0, 2, 0, o_i, Tc, S)
-        b_A21 = _load_tile(p_A0, 2, 1, o_i, Tc, S)
-        b_A30 = _load_tile(p_A0, 3, 0, o_i, Tc, S)
-        b_A31 = _load_tile(p_A0, 3, 1, o_i, Tc, S)
-        b_A32 = _load_tile(p_A0, 3, 2, o_i, Tc, S)
-        b_T10 = -_dot32(b_T1, _dot32(b_A10, b_T0))
-        b_T21 = -_dot32(b_T2, _dot32(b_A21, b_T1))
-        b_T32 = -_dot32(b_T3, _dot32(b_A32, b_T2))
-        b_T20 = -_dot32(b_T2, _dot32(b_A20, b_T0) + _dot32(b_A21, b_T10))
-        b_T31 = -_dot32(b_T3, _dot32(b_A31, b_T1) + _dot32(b_A32, b_T21))
-        b_T30 = -_dot32(b_T3, _dot32(b_A30, b_T0) + _dot32(b_A31, b_T10) + _dot32(b_A32, b_T20))
-        tl.debug_barrier()
-        p_T0 = Ai + (t0 * HV + i_hv) * BT
-        _store_tile(p_T0, b_T0, 0, 0, o_i, Tc, S)
-        _store_tile(p_T0, b_T1, 1, 1, o_i, Tc, S)
-        _store_tile(p_T0, b_T2, 2, 2, o_i, Tc, S)
-        _store_tile(p_T0, b_T3, 3, 3, o_i, Tc, S)
-        _store_tile(p_T0, b_T10, 1, 0, o_i, Tc, S)
-        _store_tile(p_T0, b_T20, 2, 0, o_i, Tc, S)
-        _store_tile(p_T0, b_T21, 2, 1, o_i, Tc, S)
-        _store_tile(p_T0, b_T30, 3, 0, o_i, Tc, S)
-        _store_tile(p_T0, b_T31, 3, 1, o_i, Tc, S)
-        _store_tile(p_T0, b_T32, 3, 2, o_i, Tc, S)
-        # zeros above the diagonal blocks: the stored T is fully defined (the loads mask to the triangle anyway)
-        b_zero = tl.zeros([16, 16], dtype=tl.float32)
-        _store_tile(p_T0, b_zero, 0, 1, o_i, Tc, S)
-        _store_tile(p_T0, b_zero, 0, 2, o_i, Tc, S)
-        _store_tile(p_T0, b_zero, 0, 3, o_i, Tc, S)
-        _store_tile(p_T0, b_zero, 1, 2, o_i, Tc, S)
-        _store_tile(p_T0, b_zero, 1, 3, o_i, Tc, S)
-        _store_tile(p_T0, b_zero, 2, 3, o_i, Tc, S)
-        tl.debug_barrier()
-    else:
-        b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
-    # T as stored (rounded to the stored dtype), so that the backward's recompute of w multiplies by the same T; loaded
-    # as its lower triangle (the upper is zero)
+    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+    # T as stored (rounded to the stored dtype): the backward's recompute of w multiplies by the same T; loaded as its
+    # lower triangle (the upper is zero)
     m_low = m_tt & (o_t[:, None] >= o_t[None, :])
     b_T = tl.load(Ai + o_A, mask=m_low, other=0.0).to(tl.float32)
 
@@ -200,24 +237,29 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
     """Returns (gcum fp32 [B,T,HV], Ai [B,T,HV,BT] (``wy_inverse_dtype``), w [B,T,HV,K], u [B,T,HV,V] or None if not
     need_u).
 
-    With gcum and Ai given (the backward), the solve is skipped and only w (and u if need_u) are recomputed.
+    Two launches: the solve (``chunk_wy_solve_kernel``: cumsum, A, T), then w and u from the stored T
+    (``chunk_wy_fwd_kernel``). With gcum and Ai given (the backward), the solve is skipped and only w (and u if
+    need_u) are recomputed.
     """
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
-    solve = Ai is None
-    Awork = Ai
-    if solve:
+    BK = pick_block(K, 64)
+    if Ai is None:
         gcum = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
         Ai = torch.empty(B, T, HV, CHUNK, dtype=wy_inverse_dtype(k.dtype), device=k.device)
         # A in fp32 for the solve (the kernel reads its rows back); a transient when T is stored in 16 bits
         Awork = Ai if Ai.dtype == torch.float32 else torch.empty(B, T, HV, CHUNK, dtype=torch.float32, device=k.device)
+        chunk_wy_solve_kernel[(meta["NT"], B * HV)](
+            k, g, beta, gcum, Awork, Ai, meta["cu_seqlens"], meta["chunk_indices"], T, H=H, HV=HV, K=K, BT=CHUNK,
+            BK=BK, IS_VARLEN=meta["cu_seqlens"] is not None,
+        )  # fmt: skip
+        del Awork
     w = torch.empty(B, T, HV, K, dtype=k.dtype, device=k.device)
     u = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device) if need_u else None
-    BK = pick_block(K, 64)
     BV = pick_block(V, 128 if is_interpret() else 64)
     chunk_wy_fwd_kernel[(meta["NT"], B * HV)](
-        k, v, g, beta, gcum, Awork, Ai, w, w if u is None else u, meta["cu_seqlens"], meta["chunk_indices"], T,
-        token_stride(v, "v"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, SOLVE=solve, STORE_U=need_u,
+        k, v, beta, gcum, Ai, w, w if u is None else u, meta["cu_seqlens"], meta["chunk_indices"], T,
+        token_stride(v, "v"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, STORE_U=need_u,
         IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return gcum, Ai, w, u

@@ -176,26 +176,6 @@ def test_stage_references_match_kernels():
         assert rel(a, r) < 1e-5, (name, rel(a, r))
 
 
-def test_dqk_with_dp_from_dv_local_equals_dqk_alone():
-    """The experiment bench/dqk_variants.py times: the chunks' masked dP written once by chunk_bwd_dv_local and read
-    by chunk_bwd_dqk gives the same dq, dk_part, dw and dG as dqk computing it per K block (fp32, three K blocks, a
-    ragged last chunk, packed sequences), and leaves dv_local's own output unchanged."""
-    from megatron_hybrid.ops.gated_delta_rule import chunk as C
-    from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dv_local
-
-    q, k, v, g, beta, _ = inputs(1, 150, 1, 2, 96, 48, seed=5)
-    B, T, H, K = q.shape
-    cu = torch.tensor([0, 70, 150], dtype=torch.int32)
-    meta, do, gcum, Ai, h, v_new, dv2, dh = _per_chunk_backward_inputs(q, k, v, g, beta, None, cu, do_seed=4)
-    dP = torch.full((B, T, v.shape[2], 64), float("nan"))  # every entry the kernels read must be written
-    dvl = chunk_bwd_dv_local(q, k, gcum, do, K**-0.5, meta, v_new=v_new, dp_out=dP)
-    assert torch.equal(dvl, chunk_bwd_dv_local(q, k, gcum, do, K**-0.5, meta))
-    with_dp = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta, dP=dP)
-    alone = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)
-    for name, a, b in zip(["dq", "dk_part", "dw", "dgp"], with_dp, alone):
-        assert torch.isfinite(a).all() and rel(a, b) < 1e-6, (name, rel(a, b))
-
-
 def test_bf16_g0_error_model():
     """bf16 inputs under the GPU rounding model (emulate_gpu.py: bf16 dots, tf32 truncation, RTNE casts), the g = 0
     edge case of tests/ops/test_gdn_gpu.py (no decay, beta up to 2, q and k normalised in bf16) at T = 200: every
