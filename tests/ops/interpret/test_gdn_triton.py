@@ -141,20 +141,6 @@ def test_kept_states_equal_recompute(monkeypatch, how):
         assert torch.equal(a, b)
 
 
-def _per_chunk_backward_inputs(q, k, v, g, beta, s0, cu, do_seed):
-    """(meta, do, gcum, Ai, h, v_new, dv2, dh): what the per-chunk backward kernels take, made by the op's own
-    forward and reverse-pass kernels from these inputs and a random output gradient."""
-    from megatron_hybrid.ops.gated_delta_rule import chunk as C
-
-    B, T, H, K = q.shape
-    meta = C._meta(B, T, cu)
-    do = torch.randn(v.shape, generator=torch.Generator().manual_seed(do_seed))
-    gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
-    h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, s0, False, meta)
-    dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, s0, K**-0.5, meta)
-    return meta, do, gcum, Ai, h, v_new, dv2, dh
-
-
 def test_stage_references_match_kernels():
     """The fp64 single-kernel references (used by the GPU stage test) against chunk_bwd_dqk and chunk_wy_bwd in fp32:
     they must agree to fp32 rounding, so that on the GPU a stage error is the kernel's, not the reference's."""
@@ -163,8 +149,12 @@ def test_stage_references_match_kernels():
     from .gdn_stage_ref import dqk_ref, wy_bwd_ref
 
     q, k, v, g, beta, s0 = inputs(2, 150, 1, 2, 32, 48, seed=13)
-    K = q.shape[-1]
-    meta, do, gcum, Ai, h, v_new, dv2, dh = _per_chunk_backward_inputs(q, k, v, g, beta, s0, None, do_seed=3)
+    B, T, H, K = q.shape
+    meta = C._meta(B, T, None)
+    do = torch.randn(v.shape, generator=torch.Generator().manual_seed(3))
+    gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
+    h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, s0, False, meta)
+    dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, s0, K**-0.5, meta)
     out = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)
     ref = dqk_ref(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5)
     for name, a, r in zip(["dq", "dk_part", "dw", "dG"], out[:3] + (out[3].sum(0),), ref):
