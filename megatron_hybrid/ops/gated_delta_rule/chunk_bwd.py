@@ -71,20 +71,35 @@ def chunk_bwd_dqk_kernel(
     m_tk = m_t[:, None] & m_k[None, :]
     m_tt = m_t[:, None] & m_t[None, :]
 
+    # the loads used after the V loop are issued before it, so that their latency hides behind the loop (issued after
+    # it, the decay mask waited on G: 20% of this kernel's stall samples; ncu, bench/results/gpu_check/session14/callC)
+    o_tk = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+    b_q = tl.load(q + o_tk, mask=m_tk, other=0)
+    b_k = tl.load(k + o_tk, mask=m_tk, other=0)
+    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+    b_Gl = tl.load(gcum + (t0 + Tc - 1) * HV + i_hv)
+    b_qT = tl.load(
+        q + (t0 * H + i_h) * K + o_t[None, :] * (H * K) + o_k[:, None], mask=(o_k < K)[:, None] & m_t[None, :], other=0
+    )
+
     p_h = h + (i_nt * HV + i_hv) * K * V
     p_dh = dh + (i_nt * HV + i_hv) * K * V
     b_dqs = tl.zeros([BT, BK], dtype=tl.float32)  # do h^T
     b_dks = tl.zeros([BT, BK], dtype=tl.float32)  # v_new dh^T
     b_dw = tl.zeros([BT, BK], dtype=tl.float32)  # -dv2 h^T
     b_dov = tl.zeros([BT, BT], dtype=tl.float32)  # do v_new^T
-    b_gh = tl.zeros([BK], dtype=tl.float32)  # sum over V of h * dh
+    b_hdh = tl.zeros([BK, BK], dtype=tl.float32)  # h dh^T: its diagonal is the sum over V of h * dh
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         m_tv = m_t[:, None] & m_v[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         m_hv = m_k[None, :] & m_v[:, None]
+        # every tile here feeds only products, so Triton's software pipeline prefetches them all: with the h * dh sum
+        # taken elementwise from the h^T tile, that load was waited on each step (29% of the stall samples, ncu as
+        # above); h is read a second time, untransposed, from L2 for the product h dh^T
         b_hT = tl.load(p_h + o_k[None, :] * V + o_v[:, None], mask=m_hv, other=0)  # [BV, BK]
+        b_h = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0)  # [BK, BV]
         b_dhT = tl.load(p_dh + o_k[None, :] * V + o_v[:, None], mask=m_hv, other=0)
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
         b_vn = tl.load(v_new + o_tv, mask=m_tv, other=0)
@@ -93,13 +108,9 @@ def chunk_bwd_dqk_kernel(
         b_dks += tl.dot(b_vn, b_dhT.to(b_vn.dtype))
         b_dw -= tl.dot(b_dv2, b_hT.to(b_dv2.dtype))
         b_dov += tl.dot(b_do, tl.trans(b_vn.to(b_do.dtype)))
-        b_gh += tl.sum(b_hT.to(tl.float32) * b_dhT.to(tl.float32), 0)
+        b_hdh += tl.dot(b_h, b_dhT.to(b_h.dtype))
+    b_gh = tl.sum(tl.where(o_k[:, None] == o_k[None, :], b_hdh, 0.0), 1)
 
-    o_tk = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
-    b_q = tl.load(q + o_tk, mask=m_tk, other=0)
-    b_k = tl.load(k + o_tk, mask=m_tk, other=0)
-    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
-    b_Gl = tl.load(gcum + (t0 + Tc - 1) * HV + i_hv)
     b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
     b_el = tl.where(m_t, tl.exp(b_Gl - b_G), 0.0)
     m_D = (o_t[:, None] >= o_t[None, :]) & m_tt
@@ -112,9 +123,6 @@ def chunk_bwd_dqk_kernel(
     b_dq = b_dqs + tl.dot(b_dPc, b_k)
     # dP^T q, computed as (q^T dP)^T with q^T loaded from memory: a transposed register tensor as the first dot
     # operand is miscompiled by Triton 3.6 on Hopper (invalid shared-memory reads; the bug behind fla issue 640)
-    b_qT = tl.load(
-        q + (t0 * H + i_h) * K + o_t[None, :] * (H * K) + o_k[:, None], mask=(o_k < K)[:, None] & m_t[None, :], other=0
-    )
     b_dk = tl.trans(tl.dot(b_qT, b_dPc))
     b_M = b_dP * tl.dot(b_q, tl.trans(b_k))
     b_qf = b_q.to(tl.float32)

@@ -102,21 +102,26 @@ def _fwd_read(b_v, b_h, p_w, p_k, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constex
     return b_v, _load_kblock(p_k, o_t, m_t, i_k, BK, K, SK, True)
 
 
+# The backward's token scales (exp(G_last - G) on k's rows, exp(G) on q's) go on the product's rows and on do, not on
+# the loaded k and q: a load that feeds a dot unchanged is one Triton's software pipeline prefetches, while k scaled
+# in registers first was waited on in every step (ncu: 22% of bwd_dh's stall samples on that product,
+# bench/results/gpu_check/session14/callC). The 16-bit products then also take k as loaded, not (k * scale) rounded.
 @triton.jit
 def _bwd_read(b_dv, b_h, p_k, b_kd, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK, READ_F32: tl.constexpr,
               DT: tl.constexpr):  # fmt: skip
-    """Backward: dv2 += (exp(G_last - G) k_blk) dh_blk."""
+    """Backward: dv2 += (exp(G_last - G) k_blk) dh_blk, as exp(G_last - G) * (k_blk dh_blk)."""
     b_k = _load_kblock(p_k, o_t, m_t, i_k, BK, K, SK, False)
-    return b_dv + sdot(b_k.to(tl.float32) * b_kd[:, None], b_h, READ_F32, DT)
+    return b_dv + sdot(b_k, b_h, READ_F32, DT) * b_kd[:, None]
 
 
 @triton.jit
-def _bwd_update(b_h, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK, SW,
+def _bwd_update(b_h, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, SK, SW,
                 UPD_F32: tl.constexpr, DT: tl.constexpr):  # fmt: skip
-    """Backward: dh_blk <- exp(G_last) dh_blk + (exp(G) q_blk)^T do - w_blk^T dv2."""
+    """Backward: dh_blk <- exp(G_last) dh_blk + q_blk^T (exp(G) do) - w_blk^T dv2; b_dos = scale exp(G) do, rounded
+    to do's dtype once per step."""
     b_qT = _load_kblock(p_q, o_t, m_t, i_k, BK, K, SK, True)
     b_wT = _load_kblock(p_w, o_t, m_t, i_k, BK, K, SW, True)
-    return b_h * b_dl + tl.dot((b_qT * b_qd[None, :]).to(b_do.dtype), b_do) - sdot(b_wT, b_dv, UPD_F32, DT)
+    return b_h * b_dl + tl.dot(b_qT.to(b_dos.dtype), b_dos) - sdot(b_wT, b_dv, UPD_F32, DT)
 
 
 # (BV, warps, stages). The loads of the next chunk are what the software pipeline overlaps with the current step:
@@ -198,6 +203,22 @@ def chunk_fwd_h_kernel(
         _store_state(p_ht, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
 
 
+@triton.jit
+def _bwd_step_loads(gcum, dvl, i_t, bos, L, i_hv, o_t, o_v, m_v, HV: tl.constexpr, V: tl.constexpr, BT: tl.constexpr):
+    """G, G_last and dvl (the intra-chunk part of dv2, from chunk_bwd_dv_local) of chunk i_t; all masked off when
+    i_t < 0 (the prefetch after the first chunk)."""
+    ok = i_t >= 0
+    i_c = tl.maximum(i_t, 0)
+    t0 = bos + i_c * BT
+    m_t = (o_t < (L - i_c * BT)) & ok
+    b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
+    i_last = tl.minimum(L - i_c * BT, BT) - 1
+    b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv, mask=ok, other=0.0)
+    o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+    b_dv = tl.load(dvl + o_tv, mask=m_t[:, None] & m_v[None, :], other=0)
+    return b_G, b_Gl, b_dv
+
+
 @autotune(configs=BWD_CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
 def chunk_bwd_dh_kernel(
@@ -221,6 +242,10 @@ def chunk_bwd_dh_kernel(
         p_ht = dht + (i_n * HV + i_hv).to(tl.int64) * K * V
     b_h0, b_h1, b_h2, b_h3 = _load_state(p_ht, o_v, USE_DHT, BK, BV, K, V)
 
+    # G and dvl of the next chunk are loaded one step ahead: they feed no dot operand, so Triton's software pipeline
+    # leaves them alone, and loaded in their own step they held 39% of this kernel's stall samples (ncu, H100,
+    # bench/results/gpu_check/session14/callB)
+    b_Gn, b_Gln, b_dvn = _bwd_step_loads(gcum, dvl, NT - 1, bos, L, i_hv, o_t, o_v, m_v, HV, V, BT)
     for i_s in range(NT):
         i_t = NT - 1 - i_s
         t0 = bos + i_t * BT
@@ -229,16 +254,15 @@ def chunk_bwd_dh_kernel(
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         p_h = dh + ((boh + i_t) * HV + i_hv) * K * V
         _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
-        b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
-        i_last = tl.minimum(L - i_t * BT, BT) - 1
-        b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv)
+        b_G, b_Gl, b_dv = b_Gn, b_Gln, b_dvn
+        b_Gn, b_Gln, b_dvn = _bwd_step_loads(gcum, dvl, i_t - 1, bos, L, i_hv, o_t, o_v, m_v, HV, V, BT)
         b_kd = tl.where(m_t, tl.exp(b_Gl - b_G), 0.0)
         b_qd = tl.where(m_t, tl.exp(b_G) * scale, 0.0)
         p_k = k + (t0 * H + i_h) * K
         p_q = q + (t0 * H + i_h) * K
         p_w = w + (t0 * HV + i_hv) * K
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
-        b_dv = tl.load(dvl + o_tv, mask=m_tv, other=0)  # the intra-chunk part, from chunk_bwd_dv_local
+        b_dos = (b_do * b_qd[:, None]).to(b_do.dtype)
         b_dv = _bwd_read(b_dv, b_h0, p_k, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
             b_dv = _bwd_read(b_dv, b_h1, p_k, b_kd, o_t, m_t, 1, BK, K, H * K, READ_F32, k.dtype.element_ty)
@@ -249,19 +273,19 @@ def chunk_bwd_dh_kernel(
         tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
         b_h0 = _bwd_update(
-            b_h0, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+            b_h0, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 0, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
         )
         if K > BK:
             b_h1 = _bwd_update(
-                b_h1, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h1, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 1, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 2 * BK:
             b_h2 = _bwd_update(
-                b_h2, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h2, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 2, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 3 * BK:
             b_h3 = _bwd_update(
-                b_h3, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h3, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 3, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
 
     if STORE_DH0:

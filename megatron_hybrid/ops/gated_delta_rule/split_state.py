@@ -276,6 +276,7 @@ def split_bwd_dh_kernel(
         p_q = q + (t0 * H + i_h) * K
         p_w = w + (t0 * HV + i_hv) * K
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
+        b_dos = (b_do * b_qd[:, None]).to(b_do.dtype)
         b_dv = tl.load(dvl + o_tv, mask=m_tv, other=0)  # the intra-chunk part, from chunk_bwd_dv_local
         b_dv = _bwd_read(b_dv, b_h0, p_k, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
@@ -288,19 +289,19 @@ def split_bwd_dh_kernel(
             tl.store(dv2 + o_tv, b_dv.to(dv2.dtype.element_ty), mask=m_tv)
         b_dl = tl.exp(b_Gl)
         b_h0 = _bwd_update(
-            b_h0, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 0, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+            b_h0, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 0, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
         )
         if K > BK:
             b_h1 = _bwd_update(
-                b_h1, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 1, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h1, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 1, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 2 * BK:
             b_h2 = _bwd_update(
-                b_h2, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 2, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h2, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 2, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
         if K > 3 * BK:
             b_h3 = _bwd_update(
-                b_h3, b_dl, p_q, b_qd, b_do, b_dv, p_w, o_t, m_t, 3, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
+                b_h3, b_dl, p_q, b_dos, b_dv, p_w, o_t, m_t, 3, BK, K, H * K, HV * K, UPD_F32, k.dtype.element_ty
             )
 
     if PASS == 1:

@@ -193,8 +193,6 @@ def chunk_wy_fwd_kernel(
     Tc = tl.minimum(eos - t0, BT)
     o_t = tl.arange(0, BT)
     m_t = o_t < Tc
-    m_tt = m_t[:, None] & m_t[None, :]
-
     p_k = k + (t0 * H + i_h) * K
     # v's token stride SV (a slice of a wider tensor is read in place); specialised by Triton, not do_not_specialize'd:
     # its divisibility by 16 is what lets the v loads vectorise
@@ -205,8 +203,9 @@ def chunk_wy_fwd_kernel(
     b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
     # T as stored (rounded to the stored dtype): the backward's recompute of w multiplies by the same T; loaded as its
-    # lower triangle (the upper is zero)
-    m_low = m_tt & (o_t[:, None] >= o_t[None, :])
+    # lower triangle (the upper is zero). Loaded by rows only (vectorised, the full square) it was slower: 0.250 ->
+    # 0.254 ms at T=8192, H=30 (bench/results/gpu_check/session14/callD)
+    m_low = m_t[:, None] & (o_t[:, None] >= o_t[None, :])
     b_T = tl.load(Ai + o_A, mask=m_low, other=0.0).to(tl.float32)
 
     b_gb = b_beta * tl.exp(b_G)
@@ -329,10 +328,9 @@ def chunk_wy_bwd_kernel(
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
     b_beta = tl.load(beta + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0).to(tl.float32)
     # T and T^T both loaded from memory: never tl.trans a register tensor into the first operand of tl.dot (Triton 3.6
-    # on Hopper miscompiles it)
+    # on Hopper miscompiles it). Masked by T's rows only (as in the forward: the stored T is zero above the diagonal).
     p_T = Ai + (t0 * HV + i_hv) * BT
-    m_up = m_tt & (o_t[None, :] >= o_t[:, None])
-    b_TT = tl.load(p_T + o_t[None, :] * (HV * BT) + o_t[:, None], mask=m_up, other=0.0).to(tl.float32)
+    b_TT = tl.load(p_T + o_t[None, :] * (HV * BT) + o_t[:, None], mask=m_t[None, :], other=0.0).to(tl.float32)
     b_eG = tl.where(m_t, tl.exp(b_G), 0.0)
     b_gb = b_beta * b_eG
     # dT = du (beta v)^T + dw (beta exp(G) k)^T, accumulated as du v^T and dw k^T with the input-dtype operands as
@@ -341,9 +339,14 @@ def chunk_wy_bwd_kernel(
     b_dTw = tl.zeros([BT, BT], dtype=tl.float32)
     b_kk = tl.zeros([BT, BT], dtype=tl.float32)
     b_db = tl.zeros([BT], dtype=tl.float32)
+    # dqk's dG partials (one per K block): the first four loaded here and added at the end, so that nothing waits on
+    # them (added on load they held 4% of this kernel's stall samples; ncu, bench/results/gpu_check/session14/callB)
+    p_dgp = dgp + t0 * HV + i_hv + o_t * HV
+    b_dG0 = tl.load(p_dgp, mask=m_t, other=0.0)
+    b_dG1 = tl.load(p_dgp + TOT, mask=m_t & (NK > 1), other=0.0)
+    b_dG2 = tl.load(p_dgp + 2 * TOT, mask=m_t & (NK > 2), other=0.0)
+    b_dG3 = tl.load(p_dgp + 3 * TOT, mask=m_t & (NK > 3), other=0.0)
     b_dG = tl.zeros([BT], dtype=tl.float32)
-    for i_s in range(NK):
-        b_dG += tl.load(dgp + i_s * TOT + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
 
     # u = T (beta v): dv = beta T^T du, dT += du (beta v)^T
     for i_v in range(tl.cdiv(V, BV)):
@@ -367,9 +370,8 @@ def chunk_wy_bwd_kernel(
         b_dTw += tl.dot(b_dw, tl.trans(b_k.to(b_dw.dtype)))
         b_kk += tl.dot(b_k, tl.trans(b_k))
     b_dT = b_dTu * b_beta[None, :] + b_dTw * b_gb[None, :]
-    # T's lower triangle (the upper is zero), loaded only now: one [BT, BT] fp32 tile fewer live through the loops
-    m_low = m_tt & (o_t[:, None] >= o_t[None, :])
-    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_low, other=0.0).to(tl.float32)
+    # T loaded only now: one [BT, BT] fp32 tile fewer live through the loops
+    b_T = tl.load(p_T + o_t[:, None] * (HV * BT) + o_t[None, :], mask=m_t[:, None], other=0.0).to(tl.float32)
     # T = (I + A)^-1: dA = -T^T dT T^T on the strict lower triangle; A_ij = beta_i (k_i . k_j) exp(G_i - G_j)
     b_dA = -tl.dot(tl.dot(b_TT, b_dT), tl.trans(b_T))
     m_A = (o_t[:, None] > o_t[None, :]) & m_tt
@@ -398,6 +400,9 @@ def chunk_wy_bwd_kernel(
         b_db += b_eG * b_r
         b_dG += b_gb * b_r
         tl.store(dk + o_tk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    b_dG += (b_dG0 + b_dG1) + (b_dG2 + b_dG3)
+    for i_s in range(4, NK):  # K blocks past four (BK = 16 with K = 80, 112, ...)
+        b_dG += tl.load(p_dgp + i_s * TOT, mask=m_t, other=0.0)
     # g enters through the chunk-local cumsum G: dg_j = sum_{i >= j} dG_i
     b_dg = b_dG - tl.cumsum(b_dG, 0) + tl.sum(b_dG, 0)
     tl.store(dg + t0 * HV + i_hv + o_t * HV, b_dg, mask=m_t)

@@ -69,9 +69,11 @@ def test_chunk_fp32_vs_naive(shape, l2):
 
 
 def test_chunk_large_head_dims():
-    """K = 192 and 256 (three and four 64-wide K blocks in the state kernels), V = 256."""
+    """K = 192 and 256 (three and four 64-wide K blocks in the state kernels), V = 256; K = 80, five 16-wide K blocks
+    in the per-chunk backward (more dG partials than the WY backward loads up front)."""
     compare(*inputs(1, 40, 1, 1, 192, 16, seed=2))
     compare(*inputs(1, 20, 1, 1, 256, 256, seed=3, h0=False))
+    compare(*inputs(1, 70, 1, 1, 80, 24, seed=4))
 
 
 def test_chunk_strong_decay_and_g0():
