@@ -1,6 +1,6 @@
 """Per-chunk output (forward): o = scale * ((exp(G) q) h + (q k^T * D) v_new), D_ij = exp(G_i - G_j) for i >= j.
 
-One program per (chunk, value head): q k^T once, then V in blocks; K is walked in blocks that divide it (96 = 3 x 32).
+One program per (chunk, value head): q k^T once, then V in blocks; q is held as up to four K blocks (96 = 3 x 32).
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
+from .chunk_h import _load_kblock
+from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block, state_block_k
 
 
 # One program per (chunk, value head), walking V inside: q k^T and its decay mask once per chunk instead of once per V
@@ -36,13 +37,20 @@ def chunk_fwd_o_kernel(
     p_k = k + (t0 * H + i_h) * K
     p_h = h + (i_nt * HV + i_hv) * K * V
 
-    b_A = tl.zeros([BT, BT], dtype=tl.float32)
-    for i_k in range(tl.cdiv(K, BK)):
-        o_k = i_k * BK + tl.arange(0, BK)
-        m_k = o_k < K
-        b_q = tl.load(p_q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0)
-        b_kT = tl.load(p_k + o_t[None, :] * (H * K) + o_k[:, None], mask=m_t[None, :] & m_k[:, None], other=0)
-        b_A += tl.dot(b_q, b_kT)
+    # q held whole through the V loop as up to four K blocks (loaded once; reloading it per V block left each inner
+    # product waiting on it: 45% of this kernel's stall samples, ncu, bench/results/gpu_check/session14/callC).
+    # fwd_o 0.202 -> 0.190 ms at T=8192, H=30, 0.105 -> 0.099 at H=15 (callE, autotuned, alternating processes)
+    b_q0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, False)
+    b_A = tl.dot(b_q0, _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True))
+    if K > BK:
+        b_q1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, False)
+        b_A += tl.dot(b_q1, _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True))
+    if K > 2 * BK:
+        b_q2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, False)
+        b_A += tl.dot(b_q2, _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True))
+    if K > 3 * BK:
+        b_q3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, False)
+        b_A += tl.dot(b_q3, _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True))
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
     m_A = (o_t[:, None] >= o_t[None, :]) & m_t[:, None] & m_t[None, :]
     b_Ac = (b_A * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))).to(v_new.dtype.element_ty)
@@ -50,17 +58,24 @@ def chunk_fwd_o_kernel(
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
-        b_o = tl.zeros([BT, BV], dtype=tl.float32)
-        for i_k in range(tl.cdiv(K, BK)):  # q again (from L1/L2) rather than held whole through the V loop
-            o_k = i_k * BK + tl.arange(0, BK)
-            m_k = o_k < K
-            b_q = tl.load(p_q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0)
-            b_h = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & (o_v < V)[None, :], other=0)
-            b_o += tl.dot(b_q, b_h.to(b_q.dtype))
+        b_o = tl.dot(b_q0, _hblock(p_h, 0, o_v, BK, K, V).to(b_q0.dtype))
+        if K > BK:
+            b_o += tl.dot(b_q1, _hblock(p_h, 1, o_v, BK, K, V).to(b_q0.dtype))
+        if K > 2 * BK:
+            b_o += tl.dot(b_q2, _hblock(p_h, 2, o_v, BK, K, V).to(b_q0.dtype))
+        if K > 3 * BK:
+            b_o += tl.dot(b_q3, _hblock(p_h, 3, o_v, BK, K, V).to(b_q0.dtype))
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         b_vn = tl.load(v_new + o_tv, mask=m_tv, other=0)
         b_o = b_o * b_eG[:, None] + tl.dot(b_Ac, b_vn)
         tl.store(o + o_tv, (b_o * scale).to(o.dtype.element_ty), mask=m_tv)
+
+
+@triton.jit
+def _hblock(p_h, i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
+    """K rows block i_k of a row-major [K, V] state at columns o_v, as [BK, BV]."""
+    o_k = i_k * BK + tl.arange(0, BK)
+    return tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=(o_k < K)[:, None] & (o_v < V)[None, :], other=0)
 
 
 def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta):
@@ -72,6 +87,6 @@ def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta):
 
     chunk_fwd_o_kernel[(meta["NT"], B * HV)](
         q, k, v_new, h, gcum, o, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
-        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=pick_block(K, 64), IS_VARLEN=meta["cu_seqlens"] is not None,
+        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=state_block_k(K), IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return o
