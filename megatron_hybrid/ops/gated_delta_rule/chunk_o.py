@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .chunk_h import _load_kblock
+from .chunk_h import _hblock_mask, _hblock_ptr, _load_kblock
 from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block, state_block_k
 
 
@@ -74,8 +74,7 @@ def chunk_fwd_o_kernel(
 @triton.jit
 def _hblock(p_h, i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
     """K rows block i_k of a row-major [K, V] state at columns o_v, as [BK, BV]."""
-    o_k = i_k * BK + tl.arange(0, BK)
-    return tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=(o_k < K)[:, None] & (o_v < V)[None, :], other=0)
+    return tl.load(_hblock_ptr(p_h, i_k, o_v, BK, V), mask=_hblock_mask(i_k, o_v, BK, K, V), other=0)
 
 
 def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta):
