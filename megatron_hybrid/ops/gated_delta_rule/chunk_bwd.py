@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block
+from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block
 
 # A 168-register cap first (3 programs per SM instead of 2 at 4 warps): 0.220 / 0.439 ms against 0.245 / 0.474
 # uncapped at H = 15 / 30 (bench/gdn_config_sweep.py, H100, Triton 3.6, 2026-11-27). num_stages = 1 with BV = 64 and
@@ -58,14 +58,10 @@ def chunk_bwd_dqk_kernel(
     BV: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
-    i_k, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_hv = i_bh % HV
-    i_h = i_hv // (HV // H)
-    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
-    t0 = bos + i_c * BT
-    o_t = tl.arange(0, BT)
-    Tc = tl.minimum(eos - t0, BT)
-    m_t = o_t < Tc
+    i_k = tl.program_id(0)
+    i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
+        tl.program_id(1), tl.program_id(2), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
+    )
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
     m_tk = m_t[:, None] & m_k[None, :]
@@ -173,13 +169,9 @@ def chunk_bwd_dv_local_kernel(
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):  # fmt: skip
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_hv = i_bh % HV
-    i_h = i_hv // (HV // H)
-    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
-    t0 = bos + i_c * BT
-    o_t = tl.arange(0, BT)
-    m_t = o_t < (eos - t0)
+    i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
+        tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
+    )
     p_qk = (t0 * H + i_h) * K
     b_A = tl.zeros([BT, BT], dtype=tl.float32)  # k_j . q_i: rows j (keys), columns i (queries)
     for i_k in range(tl.cdiv(K, BK)):

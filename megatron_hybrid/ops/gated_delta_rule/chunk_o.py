@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from .chunk_h import _hblock_mask, _hblock_ptr, _load_kblock
-from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block, state_block_k
+from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block, state_block_k
 
 
 # One program per (chunk, value head), walking V inside: q k^T and its decay mask once per chunk instead of once per V
@@ -26,13 +26,9 @@ def chunk_fwd_o_kernel(
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):  # fmt: skip
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_hv = i_bh % HV
-    i_h = i_hv // (HV // H)
-    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
-    t0 = bos + i_c * BT
-    o_t = tl.arange(0, BT)
-    m_t = o_t < (eos - t0)
+    i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
+        tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
+    )
     p_q = q + (t0 * H + i_h) * K
     p_k = k + (t0 * H + i_h) * K
     p_h = h + (i_nt * HV + i_hv) * K * V

@@ -169,6 +169,20 @@ def chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV: tl.constexpr, BT: 
     return i_c, bos, eos, i_nt
 
 
+@triton.jit
+def chunk_program(i_t, i_bh, cu_seqlens, chunk_indices, T, H: tl.constexpr, HV: tl.constexpr, BT: tl.constexpr,
+                  IS_VARLEN: tl.constexpr):  # fmt: skip
+    """The per-chunk kernels' prologue: program (chunk i_t, batch x value head i_bh) -> (value head, its key head,
+    global chunk index = row of h, first token, tokens in the chunk, token offsets [BT], their mask)."""
+    i_hv = i_bh % HV
+    i_h = i_hv // (HV // H)
+    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
+    t0 = bos + i_c * BT
+    Tc = tl.minimum(eos - t0, BT)
+    o_t = tl.arange(0, BT)
+    return i_hv, i_h, i_nt, t0, Tc, o_t, o_t < Tc
+
+
 def token_stride(x, name: str) -> int:
     """The element stride s between consecutive tokens of a [B, T, H, D] tensor with strides (T * s, s, D, 1) (any
     batch stride when B = 1): token t of batch b then starts at (b * T + t) * s, as the kernels address it. A

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .utils import CHUNK, autotune, chunk_bounds, is_interpret, pick_block, token_stride
+from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block, token_stride
 
 
 @triton.jit
@@ -78,14 +78,9 @@ def chunk_wy_solve_kernel(
     BK: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_hv = i_bh % HV
-    i_h = i_hv // (HV // H)
-    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
-    t0 = bos + i_c * BT
-    Tc = tl.minimum(eos - t0, BT)
-    o_t = tl.arange(0, BT)
-    m_t = o_t < Tc
+    i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
+        tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
+    )
     m_tt = m_t[:, None] & m_t[None, :]
 
     p_k = k + (t0 * H + i_h) * K
@@ -185,14 +180,9 @@ def chunk_wy_fwd_kernel(
     STORE_U: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_hv = i_bh % HV
-    i_h = i_hv // (HV // H)
-    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
-    t0 = bos + i_c * BT
-    Tc = tl.minimum(eos - t0, BT)
-    o_t = tl.arange(0, BT)
-    m_t = o_t < Tc
+    i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
+        tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
+    )
     p_k = k + (t0 * H + i_h) * K
     # v's token stride SV (a slice of a wider tensor is read in place); specialised by Triton, not do_not_specialize'd:
     # its divisibility by 16 is what lets the v loads vectorise
@@ -315,14 +305,9 @@ def chunk_wy_bwd_kernel(
     NK: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_hv = i_bh % HV
-    i_h = i_hv // (HV // H)
-    i_c, bos, eos, i_nt = chunk_bounds(i_t, i_bh, cu_seqlens, chunk_indices, T, HV, BT, IS_VARLEN)
-    t0 = bos + i_c * BT
-    Tc = tl.minimum(eos - t0, BT)
-    o_t = tl.arange(0, BT)
-    m_t = o_t < Tc
+    i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
+        tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
+    )
     m_tt = m_t[:, None] & m_t[None, :]
 
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
