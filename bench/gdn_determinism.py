@@ -6,8 +6,9 @@ and its outputs are compared bit for bit (a race shows as a nonzero max |diff|).
 Shapes: the Olmo TP=2 slice (15 heads, T=2048), a 2-head sequence, the full Olmo shape (30 heads, T=8192), and two
 of the GPU tests' shapes (K = V = 256 with a 9-token tail chunk; K=192, V=96), with an initial state and a
 final-state gradient. On
-2026-11-26 this found the pipelined wy backward's race (dbeta, dg; fixed with num_stages=1 in ``wy.py``); the other
-stages were bit-identical. Writes ``gdn_determinism.{json,md}``.
+2026-11-26 this found the pipelined wy backward's race (dbeta, dg; the kernel then ran unpipelined, num_stages=1 in
+``wy.py``); the other stages were bit-identical. On 2026-11-27 (session 15) the rewritten wy backward, pipelined
+again, was bit-identical at every shape here. Writes ``gdn_determinism.{json,md}``.
 """
 
 from __future__ import annotations

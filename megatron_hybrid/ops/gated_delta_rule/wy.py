@@ -264,13 +264,14 @@ def wy_bwd_safe_configs(configs, named_args, **kwargs):
     return [c for c in configs if wide or c.num_warps <= 4]
 
 
-# num_stages=1: with the loads of its V and K loops software-pipelined (num_stages=2), Triton 3.6 on the H100 made
-# this kernel race: dbeta and dg changed from run to run on identical inputs (max |diff| 3e-2 at T=8192, 30 heads;
-# dk and dv stayed bit-identical), while barriers after each reduction changed nothing. Unpipelined it is
-# deterministic and no slower (0.485 vs 0.519 ms at that shape; bench/results/gpu_check/session4/wy_bwd_variants.json,
-# 2026-11-26). bench/gdn_determinism.py checks every stage for such races.
+# Software-pipelined (num_stages=2) since 2026-11-27 (session 15): 0.391 -> 0.378 ms at T=8192, 30 heads and 0.208 ->
+# 0.200 at 15 (autotuned, alternating processes; bench/results/gpu_check/session15/callA), and bit-identical over runs
+# at every bench/gdn_determinism.py shape. In session 4 the pipelined build of the kernel as it was then raced on
+# Triton 3.6: dbeta and dg changed from run to run on identical inputs (max |diff| 3e-2 at T=8192, 30 heads), and it
+# ran unpipelined until the code had changed (one (Bb + Bb^T) k product, dG partials loaded up front, T by rows).
+# bench/gdn_determinism.py is the check to rerun after any change here.
 @autotune(
-    configs=[triton.Config({}, num_warps=w, num_stages=1) for w in (4, 8)],
+    configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
     key=["H", "HV", "K", "V", "BK", "BV", "NK"],
     prune_configs_by={"early_config_prune": wy_bwd_safe_configs},
 )
