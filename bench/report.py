@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,68 @@ def gpu_state() -> str:
     return f"{fields}: {done.stdout.strip()}"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_GPU = re.compile(r"GPU\d+$")
+
+
+def gpu_links(topo: str) -> str:
+    """The link between each pair of GPUs in ``nvidia-smi topo -m`` output (NV<n>: NVLink with n links; PIX, PXB,
+    PHB, NODE, SYS: PCIe paths, the last through the CPUs' interconnect), as "all 6 GPU pairs: NV18" when one kind
+    links them all, else pair by pair. Empty when the text holds no GPU matrix."""
+    rows = [[cell.strip() for cell in _ANSI.sub("", line).split("\t")] for line in topo.splitlines()]
+    header = next((row for row in rows if row and not row[0] and any(_GPU.match(c) for c in row)), None)
+    if header is None:
+        return ""
+    columns = {i: c for i, c in enumerate(header) if _GPU.match(c)}
+    pairs = {}
+    for row in rows:
+        if not row or not _GPU.match(row[0]):
+            continue
+        for i, other in columns.items():
+            if i < len(row) and int(row[0][3:]) < int(other[3:]):
+                pairs[f"{row[0]}-{other}"] = row[i]
+    kinds = set(pairs.values())
+    if len(kinds) == 1:
+        return f"all {len(pairs)} GPU pairs: {kinds.pop()}"
+    return ", ".join(f"{pair} {kind}" for pair, kind in pairs.items())
+
+
+def _nvidia_smi(*args: str) -> str:
+    try:
+        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
+def gpu_host() -> str:
+    """Each GPU's enforced power limit and how the GPUs are linked: what sets a run's speed beyond the card's name
+    (session 15's 4-GPU step ran ~27% slower for both models than session 13's on the same card type, and the record
+    could not say why). Empty without a GPU or nvidia-smi."""
+    if not torch.cuda.is_available():
+        return ""
+    parts = []
+    limits = [x.strip() for x in _nvidia_smi("--query-gpu=power.limit", "--format=csv,noheader").splitlines()]
+    if any(limits):
+        parts.append("power limit " + ", ".join(f"{v} x{limits.count(v)}" for v in dict.fromkeys(limits) if v))
+    links = gpu_links(_nvidia_smi("topo", "-m"))
+    if links:
+        parts.append(links)
+    return "; ".join(parts)
+
+
+def host_cpu() -> str:
+    """The host's CPU model and logical CPU count: a host-bound result (the launches outlasting the GPU's work)
+    depends on it."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} logical CPUs)"
+
+
 def warm_up_gpu(seconds: float = 3.0) -> float:
     """Keep the GPU busy with bf16 GEMMs for ``seconds`` before anything is timed, so the first measurement of a
     run does not pay for clocks ramping up; returns the seconds spent (0 without a GPU)."""
@@ -84,8 +147,10 @@ def environment() -> dict:
             if k.startswith("MEGATRON_HYBRID_") and k != "MEGATRON_HYBRID_COMMIT"
         ),
     }
+    env["host_cpu"] = host_cpu()
     if torch.cuda.is_available():
         env["gpu_state"] = gpu_state()
+        env["gpu_host"] = gpu_host()
     try:
         import megatron.core
 
