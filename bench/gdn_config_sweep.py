@@ -55,7 +55,7 @@ def _reg_capped(blocks, stages):
 # Parallel-over-chunks kernels: 1 program per (chunk, head) or (block, chunk, head).
 WY_SOLVE = _cfgs([None], (1, 2, 4), (1, 2, 3))
 WY_FWD = _cfgs([None], (2, 4, 8), (1, 2, 3)) + _reg_capped([None], (1, 2))
-WY_BWD = _cfgs([None], (2, 4, 8), (1,)) + _reg_capped([None], (1,))  # num_stages >= 2 races (wy.py)
+WY_BWD = _cfgs([None], (2, 4, 8), (1, 2)) + _reg_capped([None], (1, 2))  # pipelined again since session 15 (wy.py)
 PER_CHUNK = _cfgs((32, 64), (4, 8), (1, 2, 3)) + _reg_capped((64,), (1, 2))
 # chunk_bwd_dqk with BV = 64 and num_stages = 1 (4 warps, with or without a register cap) hit an illegal memory
 # access on the H100 (Triton 3.6, 2026-11-27), which ends the process: left out. Its BV = 32 configs ran.

@@ -6,7 +6,8 @@ Each variant runs ``chunk_wy_bwd_kernel`` on fixed inputs (produced by the forwa
 ``--reps`` times for a bit-for-bit comparison and 30 times for the time (CUDA events). On 2026-11-26 (H100, Triton
 3.6) num_stages=2 gave dbeta and dg that changed from run to run; num_stages=1 did not, and was faster
 (``bench/results/gpu_check/session4/wy_bwd_variants.json``; the barrier rows there came from a temporary kernel flag
-that was removed once it was shown not to help). Writes ``wy_bwd_variants.{json,md}``.
+that was removed once it was shown not to help). The kernel as rewritten since is pipelined again (num_stages=2,
+bit-identical at every ``bench/gdn_determinism.py`` shape, 2026-11-27). Writes ``wy_bwd_variants.{json,md}``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gdn_determinism import stages_once  # noqa: E402
 
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule import wy  # noqa: E402
-from megatron_hybrid.ops.gated_delta_rule.utils import CHUNK, pick_block  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.utils import CHUNK, pick_block, token_stride  # noqa: E402
 from megatron_hybrid.ops.norms import l2norm  # noqa: E402
 
 SHAPES = [(1, 8192, 30, 30, 96, 192), (1, 2048, 15, 15, 96, 192), (2, 257, 4, 8, 12, 24)]
@@ -60,7 +61,8 @@ def run_variant(x: dict, stages: int, warps: int) -> tuple[torch.Tensor, ...]:
     dg = torch.empty(B, T, HV, dtype=torch.float32, device="cuda")
     wy.chunk_wy_bwd_kernel.fn[(meta["NT"], B * HV)](
         k, v, x["beta"], x["gcum"], x["Ai"], x["dw"], x["dv2"], x["dk_part"], x["dgp"], dk, dv, dbeta, dg, None,
-        meta["chunk_indices"], T, B * T * HV, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, NK=triton.cdiv(K, BK),
+        meta["chunk_indices"], T, B * T * HV, token_stride(v, "v"), token_stride(dv, "dv"), H=H, HV=HV, K=K, V=V,
+        BT=CHUNK, BK=BK, BV=BV, NK=triton.cdiv(K, BK),
         IS_VARLEN=False, num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return dk, dv, dbeta, dg
