@@ -30,6 +30,14 @@ def git_commit() -> str:
         return "unknown (no git checkout)"
 
 
+def _nvidia_smi(*args: str) -> str:
+    try:
+        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
 def gpu_state() -> str:
     """The current GPU's SM clock (and its maximum), power state, power draw and temperature, from nvidia-smi: a
     first measurement on a freshly started machine has run slow before, and this says whether the card was clocked
@@ -41,14 +49,8 @@ def gpu_state() -> str:
     visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     current = torch.cuda.current_device()
     index = visible[current].strip() if current < len(visible) else str(current)
-    try:
-        done = subprocess.run(
-            ["nvidia-smi", "-i", index, f"--query-gpu={fields}", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f"{fields}: {done.stdout.strip()}"
+    state = _nvidia_smi("-i", index, f"--query-gpu={fields}", "--format=csv,noheader").strip()
+    return f"{fields}: {state}" if state else ""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -75,14 +77,6 @@ def gpu_links(topo: str) -> str:
     if len(kinds) == 1:
         return f"all {len(pairs)} GPU pairs: {kinds.pop()}"
     return ", ".join(f"{pair} {kind}" for pair, kind in pairs.items())
-
-
-def _nvidia_smi(*args: str) -> str:
-    try:
-        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout
 
 
 def gpu_host() -> str:
