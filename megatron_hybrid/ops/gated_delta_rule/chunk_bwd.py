@@ -21,12 +21,14 @@ import triton.language as tl
 
 from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block
 
-# A 168-register cap first (3 programs per SM instead of 2 at 4 warps): 0.220 / 0.439 ms against 0.245 / 0.474
-# uncapped at H = 15 / 30 (bench/gdn_config_sweep.py, H100, Triton 3.6, 2026-11-27). num_stages = 1 with BV = 64 and
-# 4 warps is left out: it hit an illegal memory access there (Triton 3.6 on Hopper), with or without the cap.
-DQK_CONFIGS = [
-    triton.Config({"BV": 64}, num_warps=4, num_stages=s, maxnreg=r) for s, r in ((2, 168), (2, None), (3, None))
-]
+# Two stages with a 168-register cap (3 programs per SM at 4 warps) led this list from an earlier sweep (0.220 /
+# 0.439 ms at H = 15 / 30); by session 15's code it was the slowest: 0.315 / 0.644 ms, against 0.235 / 0.457 with
+# 2 stages uncapped and 0.216 / 0.428 with 3 (one config at a time, H100, Triton 3.6, 2026-11-27, bench/results/
+# gpu_check/session16/callB), so it was dropped. 2 stages stay first (MEGATRON_HYBRID_AUTOTUNE=0 takes the first):
+# with fp32 inputs 3 stages need 232 KiB of shared memory, over the H100's 227 (the autotuner skips a config that
+# does not fit; a single config cannot be skipped). num_stages = 1 with BV = 64 and 4 warps is left out: it hit an
+# illegal memory access there (Triton 3.6 on Hopper).
+DQK_CONFIGS = [triton.Config({"BV": 64}, num_warps=4, num_stages=s) for s in (2, 3)]
 
 
 @autotune(configs=DQK_CONFIGS, key=["H", "HV", "K", "V", "BK"])
