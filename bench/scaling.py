@@ -116,6 +116,13 @@ class Measured:
         return self.tokens_per_step / (self.tokens_per_s_per_gpu * self.gpus)
 
 
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """A model_step record's rows to calibrate on: with several rounds (``round`` 1, 2, ..., then ``median``), each
+    arm's median row only, so that no single round's time stands for the arm; else every row."""
+    medians = {r.get("arm") for r in rows if r.get("round") == "median"}
+    return [r for r in rows if r.get("arm") not in medians or r.get("round") == "median"]
+
+
 def parse_model_step_row(row: dict, source: str) -> Measured:
     found = LAYOUT.search(row.get("layout", ""))
     if not found:
@@ -461,7 +468,8 @@ def main(argv: list[str] | None = None) -> dict:
             inputs.append({"kind": kind, "path": str(f), "card": env.get("card"), "date": env.get("date")})
             inputs[-1]["commit"] = env.get("commit")
             if kind == "model_step":
-                measured += [parse_model_step_row(r, str(f)) for r in data["rows"] if r.get("arm") in opts.arms]
+                rows = summary_rows(data["rows"])
+                measured += [parse_model_step_row(r, str(f)) for r in rows if r.get("arm") in opts.arms]
             else:
                 nccl_rows += data["rows"]
     net = Network(

@@ -270,3 +270,23 @@ def test_measurement_faster_than_its_modelled_communication_is_refused(tmp_path,
     crawling = write_nccl(tmp_path / "crawling.json", busbw_gbps=0.001)  # TP=2 comm alone would take minutes
     with pytest.raises(ValueError, match="not longer than the modelled communication"):
         run_scaling(tmp_path, inputs[0], crawling)
+
+
+def test_a_multi_round_record_calibrates_on_each_arms_median(tmp_path):
+    """model_step.py --repeat N writes one row per arm and round, then a ``median`` row per arm: the estimate rests on
+    the median, not on whichever round comes first."""
+    single = write_model_step(tmp_path / "single.json")
+    data = json.loads(single.read_text())
+    rounds = []
+    for label, scale in ((1, 1.10), (2, 0.95), ("median", 1.0)):
+        rounds += [dict(r, round=label, tokens_per_s_per_gpu=r["tokens_per_s_per_gpu"] * scale) for r in data["rows"]]
+    multi = tmp_path / "multi.json"
+    multi.write_text(json.dumps({"environment": {"card": "synthetic"}, "rows": rounds}))
+    nccl = write_nccl(tmp_path / "nccl_bandwidth_8gpu.json")
+    assert [r["round"] for r in scaling.summary_rows(rounds)] == ["median", "median"]
+    from_multi = run_scaling(tmp_path / "a", multi, nccl, "--nodes", "1")
+    from_single = run_scaling(tmp_path / "b", single, nccl, "--nodes", "1")
+    chosen = [pick(d, status="chosen") for d in (from_multi, from_single)]
+    for a, b in zip(*chosen, strict=True):
+        assert a.pop("compute_from").endswith("multi.json") and b.pop("compute_from").endswith("single.json")
+        assert a == b
