@@ -49,6 +49,12 @@ def _hblock_mask(i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
 
 
 @triton.jit
+def _load_hblock(p, i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
+    """K rows block i_k of a row-major [K, V] state at columns o_v, as [BK, BV] in its stored dtype."""
+    return tl.load(_hblock_ptr(p, i_k, o_v, BK, V), mask=_hblock_mask(i_k, o_v, BK, K, V), other=0)
+
+
+@triton.jit
 def _load_state(p, o_v, LOAD: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
     """Four [BK, BV] fp32 blocks: the K rows of a row-major [K, V] state at columns o_v when LOAD, else zeros."""
     b0 = tl.zeros([BK, BV], dtype=tl.float32)
@@ -56,13 +62,13 @@ def _load_state(p, o_v, LOAD: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, 
     b2 = tl.zeros([BK, BV], dtype=tl.float32)
     b3 = tl.zeros([BK, BV], dtype=tl.float32)
     if LOAD:
-        b0 += tl.load(_hblock_ptr(p, 0, o_v, BK, V), mask=_hblock_mask(0, o_v, BK, K, V), other=0)
+        b0 += _load_hblock(p, 0, o_v, BK, K, V)
         if K > BK:
-            b1 += tl.load(_hblock_ptr(p, 1, o_v, BK, V), mask=_hblock_mask(1, o_v, BK, K, V), other=0)
+            b1 += _load_hblock(p, 1, o_v, BK, K, V)
         if K > 2 * BK:
-            b2 += tl.load(_hblock_ptr(p, 2, o_v, BK, V), mask=_hblock_mask(2, o_v, BK, K, V), other=0)
+            b2 += _load_hblock(p, 2, o_v, BK, K, V)
         if K > 3 * BK:
-            b3 += tl.load(_hblock_ptr(p, 3, o_v, BK, V), mask=_hblock_mask(3, o_v, BK, K, V), other=0)
+            b3 += _load_hblock(p, 3, o_v, BK, K, V)
     return b0, b1, b2, b3
 
 

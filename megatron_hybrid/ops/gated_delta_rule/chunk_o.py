@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .chunk_h import _hblock_mask, _hblock_ptr, _load_kblock
+from .chunk_h import _load_hblock, _load_kblock
 from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block, state_block_k
 
 
@@ -54,23 +54,17 @@ def chunk_fwd_o_kernel(
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
-        b_o = tl.dot(b_q0, _hblock(p_h, 0, o_v, BK, K, V).to(b_q0.dtype))
+        b_o = tl.dot(b_q0, _load_hblock(p_h, 0, o_v, BK, K, V).to(b_q0.dtype))
         if K > BK:
-            b_o += tl.dot(b_q1, _hblock(p_h, 1, o_v, BK, K, V).to(b_q0.dtype))
+            b_o += tl.dot(b_q1, _load_hblock(p_h, 1, o_v, BK, K, V).to(b_q0.dtype))
         if K > 2 * BK:
-            b_o += tl.dot(b_q2, _hblock(p_h, 2, o_v, BK, K, V).to(b_q0.dtype))
+            b_o += tl.dot(b_q2, _load_hblock(p_h, 2, o_v, BK, K, V).to(b_q0.dtype))
         if K > 3 * BK:
-            b_o += tl.dot(b_q3, _hblock(p_h, 3, o_v, BK, K, V).to(b_q0.dtype))
+            b_o += tl.dot(b_q3, _load_hblock(p_h, 3, o_v, BK, K, V).to(b_q0.dtype))
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         b_vn = tl.load(v_new + o_tv, mask=m_tv, other=0)
         b_o = b_o * b_eG[:, None] + tl.dot(b_Ac, b_vn)
         tl.store(o + o_tv, (b_o * scale).to(o.dtype.element_ty), mask=m_tv)
-
-
-@triton.jit
-def _hblock(p_h, i_k, o_v, BK: tl.constexpr, K: tl.constexpr, V: tl.constexpr):
-    """K rows block i_k of a row-major [K, V] state at columns o_v, as [BK, BV]."""
-    return tl.load(_hblock_ptr(p_h, i_k, o_v, BK, V), mask=_hblock_mask(i_k, o_v, BK, K, V), other=0)
 
 
 def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta):
