@@ -28,7 +28,13 @@ from ..compat.fused_collectives import collectives_for
 from ..compat.wgrad_fusion import weight_grad
 from .conv1d import _bounds, _channels_contiguous, _conv1d_bwd, _conv1d_fwd, causal_conv1d
 from .gated_delta_rule import gated_delta_rule
-from .gated_delta_rule.chunk import _meta, check_inputs, chunk_gated_delta_rule_bwd, chunk_gated_delta_rule_fwd
+from .gated_delta_rule.chunk import (
+    _meta,
+    check_inputs,
+    chunk_gated_delta_rule_bwd,
+    chunk_gated_delta_rule_fwd,
+    folds_k_norm,
+)
 from .norms import (
     L2NORM_EPS,
     _gate_rows,
@@ -141,12 +147,20 @@ class GDNMixerFunction(torch.autograd.Function):
             dqkv = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
             return dqkv[..., 2 * H * K :].unflatten(-1, (HV, V))
 
+        fold_k = folds_k_norm(q, v)
+
+        def dk_in_conv_grad():  # the wy backward writes x's gradient (through k's L2 norm) straight into its slice
+            return dqkv[..., H * K : 2 * H * K].unflatten(-1, (H, K))
+
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad,
-            g=g_kept,
+            g=g_kept, k_rstd=qk_rstd[1] if fold_k else None, dk_out=dk_in_conv_grad if fold_k else None,
         )  # fmt: skip
         dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
-        l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), (dq_in, dk_in))
+        if fold_k:
+            l2norm_bwd((q.view(-1, K),), qk_rstd[:1], (dq.reshape(-1, K),), (dq_in,))
+        else:
+            l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), (dq_in, dk_in))
         del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]

@@ -82,14 +82,18 @@ def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_fi
 
 
 def chunk_gated_delta_rule_bwd(
-    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None, w=None
-):
+    q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None, w=None,
+    k_rstd=None, dk_out=None,
+):  # fmt: skip
     """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values);
     likewise w, which is only taken with h (else the recompute of h makes it anyway).
     With Ai (and gcum) None, the WY representation is recomputed from g: the forward's solve again, identical T.
     v may be a token-strided slice (``utils.token_stride``). dv goes into ``dv_out`` when given (same rule), or into
     what ``dv_out()`` returns when it is a callable: called once, right before the wy backward, after the per-chunk
-    states are freed (so a caller's larger gradient buffer does not coexist with them)."""
+    states are freed (so a caller's larger gradient buffer does not coexist with them). With ``k_rstd`` (k was
+    L2-normalised, k = x * rstd; one value head per key head: ``folds_k_norm``) the returned dk is x's gradient: the
+    norm's backward runs in the wy backward, which writes it into ``dk_out`` when given (or what ``dk_out()`` returns,
+    called right after ``dv_out()``)."""
     if h is None or w is None:
         if Ai is None:
             gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta, need_u=h is None)
@@ -107,13 +111,23 @@ def chunk_gated_delta_rule_bwd(
     del h, dh, v_new
     if callable(dv_out):
         dv_out = dv_out()
-    dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=dv_out)
+    if callable(dk_out):
+        dk_out = dk_out()
+    dk, dv, dbeta, dg = chunk_wy_bwd(
+        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=dv_out, k_rstd=k_rstd, dk_out=dk_out
+    )
     B, T, H, K = q.shape
     HV = v.shape[2]
     if HV != H:
         dq = dq.view(B, T, H, HV // H, K).sum(3)
         dk = dk.view(B, T, H, HV // H, K).sum(3)
     return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dbeta, dh0
+
+
+def folds_k_norm(q: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the backward can fold k's L2-norm backward into the wy backward: one value head per key head (with
+    grouped values dk is summed over each group afterwards, so the norm's backward must come after that sum)."""
+    return v.shape[2] == q.shape[2]
 
 
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
@@ -145,16 +159,21 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dht):
         q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, qk_rstd = ctx.saved_tensors
+        fold_k = qk_rstd is not None and folds_k_norm(q, v)
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
             None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new, w=w,
+            k_rstd=qk_rstd[1] if fold_k else None,
         )  # fmt: skip
         if qk_rstd is not None:
             from ..norms import l2norm_bwd
 
             K = q.shape[-1]
-            dys = (dq.reshape(-1, K), dk.reshape(-1, K))
-            dq, dk = (x.view(q.shape) for x in l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, dys))
+            if fold_k:  # dk is the input's gradient already (the wy backward took it through k's norm)
+                dq = l2norm_bwd((q.view(-1, K),), qk_rstd[:1], (dq.reshape(-1, K),))[0].view(q.shape)
+            else:
+                dys = (dq.reshape(-1, K), dk.reshape(-1, K))
+                dq, dk = (x.view(q.shape) for x in l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, dys))
         return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None, None
 
 

@@ -286,6 +286,7 @@ def chunk_wy_bwd_kernel(
     dv2,
     dk_part,
     dgp,
+    k_rstd,
     dk,
     dv,
     dbeta,
@@ -296,6 +297,7 @@ def chunk_wy_bwd_kernel(
     TOT,
     SV,
     SDV,
+    SDK,
     H: tl.constexpr,
     HV: tl.constexpr,
     K: tl.constexpr,
@@ -304,6 +306,7 @@ def chunk_wy_bwd_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     NK: tl.constexpr,
+    K_NORM: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
@@ -371,6 +374,7 @@ def chunk_wy_bwd_kernel(
     # bench/results/gpu_check/session14/callA, autotuned, alternating processes)
     b_Bb = b_B * b_beta[:, None]
     b_S = b_Bb + tl.trans(b_Bb)
+    b_kdk = tl.zeros([BT], dtype=tl.float32)  # sum over K of k * dk (the L2 norm's backward, with K_NORM)
     for i_k in range(NK):
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
@@ -385,7 +389,24 @@ def chunk_wy_bwd_kernel(
         b_r = tl.sum(b_kf * b_dXw, 1)
         b_db += b_eG * b_r
         b_dG += b_gb * b_r
-        tl.store(dk + o_tk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        if K_NORM:
+            b_kdk += tl.sum(b_kf * b_dk, 1)
+        tl.store(dk + t0 * SDK + i_hv * K + o_t[:, None] * SDK + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    if K_NORM:
+        # k was L2-normalised per row (k = x * rstd): dx = rstd (dk - k sum(k * dk)), over the dk just stored (read
+        # back by the same program, from L2) instead of a separate pass reading k and dk from memory again
+        tl.debug_barrier()  # every K block of dk stored before any is read back
+        b_rs = tl.load(k_rstd + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+        for i_k in range(NK):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_kf = tl.load(k + (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0).to(
+                tl.float32
+            )
+            p_dk = dk + t0 * SDK + i_hv * K + o_t[:, None] * SDK + o_k[None, :]
+            b_dk = tl.load(p_dk, mask=m_tk, other=0).to(tl.float32)
+            b_dk = b_rs[:, None] * (b_dk - b_kf * b_kdk[:, None])
+            tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
     b_dG += (b_dG0 + b_dG1) + (b_dG2 + b_dG3)
     for i_s in range(4, NK):  # K blocks past four (BK = 16 with K = 80, 112, ...)
         b_dG += tl.load(p_dgp + i_s * TOT, mask=m_t, other=0.0)
@@ -395,23 +416,33 @@ def chunk_wy_bwd_kernel(
     tl.store(dbeta + t0 * HV + i_hv + o_t * HV, b_db.to(dbeta.dtype.element_ty), mask=m_t)
 
 
-def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None):
+def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None, k_rstd=None, dk_out=None):
     """Returns dk ([B, T, HV, K]), dv, dbeta (in beta's dtype), dg (fp32). dv is written into ``dv_out`` when given
-    (shaped as v, any token stride; e.g. a slice of the conv input's gradient), else into a new contiguous tensor."""
+    (shaped as v, any token stride; e.g. a slice of the conv input's gradient), else into a new contiguous tensor.
+
+    With ``k_rstd`` ([B*T*H] fp32: k = x * rstd was L2-normalised per row; only with HV == H) dk is the gradient of
+    x, the norm's backward applied in this kernel, written into ``dk_out`` when given (shaped as k, any token
+    stride)."""
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
     BK = pick_block(K, 64)
     NK = triton.cdiv(K, BK)
     assert dgp.shape[0] == NK
+    assert k_rstd is None or HV == H, "the L2 norm's backward is folded in only with one value head per key head"
+    assert dk_out is None or k_rstd is not None
     BV = pick_block(V, 128 if is_interpret() else 64)
-    dk = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else k.dtype, device=k.device)
+    if dk_out is not None:
+        dk = dk_out
+    else:
+        dk = torch.empty(B, T, HV, K, dtype=torch.float32 if HV != H else k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device) if dv_out is None else dv_out
     dbeta = torch.empty(B, T, HV, dtype=beta.dtype, device=k.device)  # rounded once at the store, no cast launch
     dg = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     grid = (meta["NT"], B * HV)
     chunk_wy_bwd_kernel[grid](
-        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk, dv, dbeta, dg, meta["cu_seqlens"], meta["chunk_indices"],
-        T, B * T * HV, token_stride(v, "v"), token_stride(dv, "dv"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV,
-        NK=NK, IS_VARLEN=meta["cu_seqlens"] is not None,
+        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk if k_rstd is None else k_rstd, dk, dv, dbeta, dg,
+        meta["cu_seqlens"], meta["chunk_indices"], T, B * T * HV, token_stride(v, "v"), token_stride(dv, "dv"),
+        token_stride(dk, "dk"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, NK=NK, K_NORM=k_rstd is not None,
+        IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return dk, dv, dbeta, dg

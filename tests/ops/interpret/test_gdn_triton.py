@@ -168,6 +168,37 @@ def test_stage_references_match_kernels():
         assert rel(a, r) < 1e-5, (name, rel(a, r))
 
 
+def test_wy_bwd_folds_k_norm():
+    """The wy backward with k's L2-norm backward folded in (k_rstd) equals the wy backward followed by the norm's own
+    backward kernel, also when it writes dk into a token-strided slice of a wider gradient (the fused mixer's)."""
+    from megatron_hybrid.ops.gated_delta_rule import chunk as C
+    from megatron_hybrid.ops.norms import l2norm_bwd, l2norm_fwd
+
+    q, x, v, g, beta, _ = inputs(2, 150, 2, 2, 32, 48, seed=17)
+    x = x * (1 + torch.rand(x.shape[:-1], generator=torch.Generator().manual_seed(5)))[..., None]  # rows not unit
+    B, T, H, K = x.shape
+    k, rstd = l2norm_fwd(x.reshape(-1, K), eps=1e-6)
+    k = k.view(x.shape)
+    meta = C._meta(B, T, None)
+    gen = torch.Generator().manual_seed(9)
+    do = torch.randn(v.shape, generator=gen)
+    gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
+    h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, None, False, meta)
+    dv2, dh, _ = C.chunk_bwd_dh(q, k, w, gcum, do, None, None, K**-0.5, meta)
+    _, dk_part, dw, dgp = C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)
+    args = (k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
+    dk_n, *rest = C.chunk_wy_bwd(*args)
+    dx_ref = l2norm_bwd((k.reshape(-1, K),), rstd, (dk_n.reshape(-1, K),))[0].view(x.shape)
+    wide = torch.full((B, T, 3 * H * K), float("nan"))
+    dx_out = wide[..., H * K : 2 * H * K].unflatten(-1, (H, K))
+    dx, *rest2 = C.chunk_wy_bwd(*args, k_rstd=rstd[0], dk_out=dx_out)
+    assert dx.data_ptr() == dx_out.data_ptr()
+    assert rel(dx, dx_ref) < 1e-5, rel(dx, dx_ref)
+    assert torch.isnan(wide[..., : H * K]).all() and torch.isnan(wide[..., 2 * H * K :]).all()  # only its slice
+    for a, b in zip(rest, rest2):  # dv, dbeta, dg: untouched by the fold
+        assert torch.equal(a, b)
+
+
 def test_bf16_g0_error_model():
     """bf16 inputs under the GPU rounding model (emulate_gpu.py: bf16 dots, tf32 truncation, RTNE casts), the g = 0
     edge case of tests/ops/test_gdn_gpu.py (no decay, beta up to 2, q and k normalised in bf16) at T = 200: every
