@@ -82,7 +82,7 @@ class GDNMixerFunction(torch.autograd.Function):
         bounds = _bounds(B * T, cu_seqlens)
         q, k, _, v = _recurrent_inputs(projected[..., :C], conv_weight, bounds, dims)
         meta = _meta(B, T, cu_seqlens)
-        o, gcum, Ai, _, _, _, _ = chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, None, False, meta)
+        o, gcum, Ai, *_ = chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, None, False, meta)
         del q, k, v  # recomputed in the backward
         g_kept = None
         if recompute_wy():  # keep g instead of the WY inverse (and the cumsum): the backward solves again

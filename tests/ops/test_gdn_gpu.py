@@ -187,6 +187,21 @@ def test_chunk_bf16_split_state(monkeypatch, segments, varlen):
     print("split", segments, {n: f"{e:.2e}" for n, e in errs.items()})
 
 
+@pytest.mark.parametrize("case", ["T8192", "varlen", "g0"])
+def test_chunk_bf16_kept_qk(monkeypatch, case):
+    """The reverse pass forming dv2's intra-chunk part from the forward's kept q k^T * D (MEGATRON_HYBRID_GDN_KEEP_QK=1;
+    "auto" takes that path only for many heads, e.g. the Olmo shape's 30, which these tests do not reach)."""
+    monkeypatch.setenv("MEGATRON_HYBRID_GDN_KEEP_QK", "1")
+    if case == "varlen":
+        lens = [1, 63, 64, 65, 700, 2000, 5]
+        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device="cuda")
+        run_and_compare(*make_inputs(1, sum(lens), 2, 2, 96, 192, torch.bfloat16, N=len(lens), seed=3), cu_seqlens=cu)
+    elif case == "g0":
+        test_chunk_bf16_extremes((0.0, 0.0), (0.0, 2.0), seed=2)
+    else:
+        run_and_compare(*make_inputs(1, 8192, 2, 2, 96, 192, torch.bfloat16, seed=8203))
+
+
 def test_chunk_fp16_and_fp32():
     for dtype in (torch.float16, torch.float32):
         run_and_compare(*make_inputs(1, 500, 2, 2, 96, 192, dtype, seed=5))

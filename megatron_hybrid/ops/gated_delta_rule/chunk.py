@@ -5,7 +5,9 @@ Backward: [wy (w again from the kept T)]  ->  chunk_h backward (dh per chunk, dv
           dh0)  ->  chunk_bwd_dqk (dq, dw, the output/state part of dk and dG)  ->  wy backward (dk, dv, dbeta, dg).
 Kept between forward and backward: g's chunk-local cumsum, T ([B, T, HV, 64], fp32; fp16 opt-in, see wy.py),
 and by default the per-chunk states h ([NT, HV, K, V]), v_new ([B, T, HV, V]) and w ([B, T, HV, K]), all in the input
-dtype, exactly as the forward computed them: the backward then starts at the reverse state pass.
+dtype, exactly as the forward computed them: the backward then starts at the reverse state pass. With them, where the
+reverse pass has programs enough (``keeps_qk``), the chunks' q k^T * D ([B, T, HV, 64], 31 MB at T=8192, H=30), from
+which the reverse pass forms dv2's intra-chunk part (otherwise a separate kernel computes it from q and k).
 With keep_states=False (the model layer's choice) or MEGATRON_HYBRID_GDN_RECOMPUTE_H=1 (read at each forward) they are
 not kept and the backward recomputes them (wy for w and u, then a second sequential state pass): less activation
 memory (h is K*V/64 per token and head, 141 MB in bf16 at T=8192, H=30, K=96, V=192, v_new 94 MB, w 47 MB), one more
@@ -20,12 +22,13 @@ from __future__ import annotations
 import os
 
 import torch
+import triton
 
 from .chunk_bwd import chunk_bwd_dqk, chunk_bwd_dqk_kernel  # noqa: F401
 from .chunk_h import chunk_bwd_dh, chunk_bwd_dh_kernel, chunk_fwd_h, chunk_fwd_h_kernel  # noqa: F401
 from .chunk_o import chunk_fwd_o, chunk_fwd_o_kernel  # noqa: F401
 from .split_state import chunk_bwd_dh_split, chunk_fwd_h_split, plan_segments, split_modes
-from .utils import prepare_chunks
+from .utils import num_sms, prepare_chunks
 from .wy import chunk_wy_bwd, chunk_wy_bwd_kernel, chunk_wy_fwd, chunk_wy_fwd_kernel, chunk_wy_solve_kernel  # noqa: F401
 
 MAX_HEAD_DIM = 256
@@ -68,25 +71,48 @@ def _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
     return chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
 
 
+ENV_KEEP_QK = "MEGATRON_HYBRID_GDN_KEEP_QK"
+KEEP_QK_PROGRAMS_PER_SM = 2  # "auto": keep q k^T * D when the reverse pass has this many 16-wide V-block programs
+
+
+def keeps_qk(meta: dict, HV: int, V: int, device: torch.device) -> bool:
+    """Whether a forward that keeps its states also keeps the chunks' q k^T * D (``MEGATRON_HYBRID_GDN_KEEP_QK``:
+    auto (default), 1, 0). The backward's reverse pass then forms dv2's intra-chunk part itself: one [64, 64] x
+    [64, BV] product per sequential step (~0.8 us per chunk, H100) in place of ``chunk_bwd_dv_local``, a parallel
+    kernel whose time grows with the heads (0.16 ms at T=8192, 30 heads; 0.08 at 15). Measured (H100, autotuned,
+    bench/results/gpu_check/session17/callB): reverse pass 0.579 -> 0.517 ms at 30 heads, 0.360 -> 0.381 at 15, for
+    fwd_o +0.016 / +0.008 ms. So "auto" keeps it when the reverse pass fills the GPU at least twice over (as at 30
+    heads: 360 programs on 132 SMs, not at 15: 180), and never with the split reverse pass (which takes dvl)."""
+    mode = os.environ.get(ENV_KEEP_QK, "auto").strip().lower()
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"{ENV_KEEP_QK} must be auto, 0 or 1; got {mode!r}")
+    if "bwd" in meta.get("split_modes", ()) or mode == "0":
+        return False
+    return mode == "1" or meta["N"] * HV * triton.cdiv(V, 16) >= KEEP_QK_PROGRAMS_PER_SM * num_sms(device)
+
+
 def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=False):
-    """Returns (o, gcum, Ai, final_state, h, v_new, w); w is None unless ``keep_w`` (else freed before the output
-    kernel allocates o)."""
+    """Returns (o, gcum, Ai, final_state, h, v_new, w, Aqk); w is None unless ``keep_w`` (else freed before the output
+    kernel allocates o), Aqk (the chunks' q k^T * D, for the backward's reverse pass) unless ``keep_w`` and
+    ``keeps_qk``."""
     _split_plan(meta, q, v)
     gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
     h, v_new, final_state = _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
     del u
     if not keep_w:
         w = None
-    o = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)
-    return o, gcum, Ai, final_state, h, v_new, w
+    keep_qk = keep_w and keeps_qk(meta, v.shape[2], v.shape[3], v.device)
+    o, Aqk = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=keep_qk)
+    return o, gcum, Ai, final_state, h, v_new, w, Aqk
 
 
 def chunk_gated_delta_rule_bwd(
     q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None, w=None,
-    k_rstd=None, dk_out=None,
+    k_rstd=None, dk_out=None, Aqk=None,
 ):  # fmt: skip
     """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values);
-    likewise w, which is only taken with h (else the recompute of h makes it anyway).
+    likewise w, which is only taken with h (else the recompute of h makes it anyway), and Aqk (the forward's chunk
+    q k^T * D: the reverse pass forms dv2's intra-chunk part from it instead of a separate kernel from q and k).
     With Ai (and gcum) None, the WY representation is recomputed from g: the forward's solve again, identical T.
     v may be a token-strided slice (``utils.token_stride``). dv goes into ``dv_out`` when given (same rule), or into
     what ``dv_out()`` returns when it is a callable: called once, right before the wy backward, after the per-chunk
@@ -105,7 +131,7 @@ def chunk_gated_delta_rule_bwd(
     if "bwd" in meta.get("split_modes", ()):
         dv2, dh, dh0 = chunk_bwd_dh_split(q, k, w, gcum, do, dht, initial_state, scale, meta, meta["split_plan"])
     else:
-        dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta)
+        dv2, dh, dh0 = chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta, Aqk=Aqk)
     del w
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
     del h, dh, v_new
@@ -145,12 +171,12 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             q, k, qk_rstd = l2norm_fwd(q.view(-1, K), k.view(-1, K), eps=L2NORM_EPS)
             q, k = q.view(B, T, H, K), k.view(B, T, H, K)
         meta = _meta(B, T, cu_seqlens)
-        o, gcum, Ai, final_state, h, v_new, w = chunk_gated_delta_rule_fwd(
+        o, gcum, Ai, final_state, h, v_new, w, Aqk = chunk_gated_delta_rule_fwd(
             q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=keep_states
         )
         if not keep_states:
-            h = v_new = None  # (w is None already: keep_w=keep_states)
-        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, qk_rstd)
+            h = v_new = None  # (w and Aqk are None already: keep_w=keep_states)
+        ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, Aqk, qk_rstd)
         ctx.scale = scale
         ctx.meta = meta
         ctx.g_dtype = g.dtype
@@ -158,12 +184,12 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, qk_rstd = ctx.saved_tensors
+        q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, Aqk, qk_rstd = ctx.saved_tensors
         fold_k = qk_rstd is not None and folds_k_norm(q, v)
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
             None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new, w=w,
-            k_rstd=qk_rstd[1] if fold_k else None,
+            k_rstd=qk_rstd[1] if fold_k else None, Aqk=Aqk,
         )  # fmt: skip
         if qk_rstd is not None:
             from ..norms import l2norm_bwd

@@ -210,9 +210,10 @@ def chunk_fwd_h_kernel(
 
 
 @triton.jit
-def _bwd_step_loads(gcum, dvl, i_t, bos, L, i_hv, o_t, o_v, m_v, HV: tl.constexpr, V: tl.constexpr, BT: tl.constexpr):
-    """G, G_last and dvl (the intra-chunk part of dv2, from chunk_bwd_dv_local) of chunk i_t; all masked off when
-    i_t < 0 (the prefetch after the first chunk)."""
+def _bwd_step_loads(gcum, dvl, i_t, bos, L, i_hv, o_t, o_v, m_v, HV: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                    LOAD_DVL: tl.constexpr):  # fmt: skip
+    """G, G_last and (LOAD_DVL) dvl (the intra-chunk part of dv2, from chunk_bwd_dv_local) of chunk i_t; all masked
+    off when i_t < 0 (the prefetch after the first chunk)."""
     ok = i_t >= 0
     i_c = tl.maximum(i_t, 0)
     t0 = bos + i_c * BT
@@ -220,18 +221,21 @@ def _bwd_step_loads(gcum, dvl, i_t, bos, L, i_hv, o_t, o_v, m_v, HV: tl.constexp
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
     i_last = tl.minimum(L - i_c * BT, BT) - 1
     b_Gl = tl.load(gcum + (t0 + i_last) * HV + i_hv, mask=ok, other=0.0)
-    o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
-    b_dv = tl.load(dvl + o_tv, mask=m_t[:, None] & m_v[None, :], other=0)
+    if LOAD_DVL:
+        o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        b_dv = tl.load(dvl + o_tv, mask=m_t[:, None] & m_v[None, :], other=0)
+    else:
+        b_dv = tl.zeros([BT, o_v.shape[0]], dtype=tl.float32)
     return b_G, b_Gl, b_dv
 
 
 @autotune(configs=BWD_CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32"])
 @triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
 def chunk_bwd_dh_kernel(
-    q, k, w, gcum, do, dvl, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,
+    q, k, w, gcum, do, dvl, Aqk, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
-    READ_F32: tl.constexpr, UPD_F32: tl.constexpr,
+    READ_F32: tl.constexpr, UPD_F32: tl.constexpr, LOCAL_A: tl.constexpr,
 ):  # fmt: skip
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_hv = i_nh // HV, i_nh % HV
@@ -251,23 +255,28 @@ def chunk_bwd_dh_kernel(
     # G and dvl of the next chunk are loaded one step ahead: they feed no dot operand, so Triton's software pipeline
     # leaves them alone, and loaded in their own step they held 39% of this kernel's stall samples (ncu, H100,
     # bench/results/gpu_check/session14/callB)
-    b_Gn, b_Gln, b_dvn = _bwd_step_loads(gcum, dvl, NT - 1, bos, L, i_hv, o_t, o_v, m_v, HV, V, BT)
+    b_Gn, b_Gln, b_dvn = _bwd_step_loads(gcum, dvl, NT - 1, bos, L, i_hv, o_t, o_v, m_v, HV, V, BT, not LOCAL_A)
     for i_s in range(NT):
         i_t = NT - 1 - i_s
         t0 = bos + i_t * BT
         m_t = o_t < (L - i_t * BT)
         m_tv = m_t[:, None] & m_v[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
+        if LOCAL_A:  # (q k^T * D)^T of this chunk as the forward's output kernel kept it: dvl is its product with do
+            p_A = Aqk + (t0 * HV + i_hv) * BT + o_t[None, :] * (HV * BT) + o_t[:, None]
+            b_AT = tl.load(p_A, mask=m_t[:, None] & m_t[None, :], other=0)
         p_h = dh + ((boh + i_t) * HV + i_hv) * K * V
         _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
         b_G, b_Gl, b_dv = b_Gn, b_Gln, b_dvn
-        b_Gn, b_Gln, b_dvn = _bwd_step_loads(gcum, dvl, i_t - 1, bos, L, i_hv, o_t, o_v, m_v, HV, V, BT)
+        b_Gn, b_Gln, b_dvn = _bwd_step_loads(gcum, dvl, i_t - 1, bos, L, i_hv, o_t, o_v, m_v, HV, V, BT, not LOCAL_A)
         b_kd = tl.where(m_t, tl.exp(b_Gl - b_G), 0.0)
         b_qd = tl.where(m_t, tl.exp(b_G) * scale, 0.0)
         p_k = k + (t0 * H + i_h) * K
         p_q = q + (t0 * H + i_h) * K
         p_w = w + (t0 * HV + i_hv) * K
         b_do = tl.load(do + o_tv, mask=m_tv, other=0)
+        if LOCAL_A:
+            b_dv = tl.dot(b_AT.to(b_do.dtype), b_do) * scale
         b_dos = (b_do * b_qd[:, None]).to(b_do.dtype)
         b_dv = _bwd_read(b_dv, b_h0, p_k, b_kd, o_t, m_t, 0, BK, K, H * K, READ_F32, k.dtype.element_ty)
         if K > BK:
@@ -332,13 +341,16 @@ def chunk_fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
     return h, v_new, ht
 
 
-def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
-    """Returns (dv2 [B, T, HV, V], dh [NT, HV, K, V], dh0 or None)."""
+def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta, Aqk=None):
+    """Returns (dv2 [B, T, HV, V], dh [NT, HV, K, V], dh0 or None). With ``Aqk`` (the chunks' q k^T * D as
+    ``chunk_fwd_o`` kept it) the reverse pass forms dv2's intra-chunk part itself, one [64, 64] x [64, BV] product per
+    step that does not depend on dh; without it ``chunk_bwd_dv_local`` computes that part first (q and k read again,
+    the part written and read back in fp32: 376 MB at T=8192, H=30, V=192)."""
     B, T, H, K = q.shape
     HV, V = do.shape[2], do.shape[3]
     N = meta["N"]
     BK = state_block_k(K)
-    dvl = chunk_bwd_dv_local(q, k, gcum, do, scale, meta)
+    dvl = chunk_bwd_dv_local(q, k, gcum, do, scale, meta) if Aqk is None else None
     dv2 = torch.empty_like(do)
     dh = torch.empty(meta["NT_total"], HV, K, V, dtype=q.dtype, device=q.device)
     dh0 = torch.empty(N, HV, K, V, dtype=torch.float32, device=q.device) if initial_state is not None else None
@@ -349,9 +361,9 @@ def chunk_bwd_dh(q, k, w, gcum, do, dht, initial_state, scale, meta):
         return (triton.cdiv(V, m["BV"]), N * HV)
 
     chunk_bwd_dh_kernel[grid](
-        q, k, w, gcum, do, dvl, dv2, dh, dht, dh0, meta["cu_seqlens"], meta["chunk_offsets"], scale, T,
-        _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK,
-        USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=meta["cu_seqlens"] is not None,
-        READ_F32=read_f32, UPD_F32=upd_f32,
+        q, k, w, gcum, do, do if dvl is None else dvl, do if Aqk is None else Aqk, dv2, dh, dht, dh0,
+        meta["cu_seqlens"], meta["chunk_offsets"], scale, T, _nseq_bucket(N * HV), H=H, HV=HV, K=K, V=V, BT=CHUNK,
+        BK=BK, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, IS_VARLEN=meta["cu_seqlens"] is not None,
+        READ_F32=read_f32, UPD_F32=upd_f32, LOCAL_A=Aqk is not None,
     )  # fmt: skip
     return dv2, dh, dh0

@@ -22,9 +22,9 @@ from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block, sta
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_fwd_o_kernel(
-    q, k, v_new, h, gcum, o, cu_seqlens, chunk_indices, scale, T,
+    q, k, v_new, h, gcum, o, Aqk, cu_seqlens, chunk_indices, scale, T,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_VARLEN: tl.constexpr,
+    BV: tl.constexpr, STORE_A: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):  # fmt: skip
     i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
         tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
@@ -50,6 +50,9 @@ def chunk_fwd_o_kernel(
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
     m_A = (o_t[:, None] >= o_t[None, :]) & m_t[:, None] & m_t[None, :]
     b_Ac = (b_A * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))).to(v_new.dtype.element_ty)
+    if STORE_A:  # for the backward's reverse pass: dv2's intra-chunk part is scale (q k^T * D)^T do
+        o_A = (t0 * HV + i_hv) * BT + o_t[:, None] * (HV * BT) + o_t[None, :]
+        tl.store(Aqk + o_A, b_Ac.to(Aqk.dtype.element_ty), mask=m_t[:, None])
     b_eG = tl.exp(b_G)
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -67,15 +70,18 @@ def chunk_fwd_o_kernel(
         tl.store(o + o_tv, (b_o * scale).to(o.dtype.element_ty), mask=m_tv)
 
 
-def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta):
+def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=False):
+    """Returns (o, Aqk): Aqk ([B, T, HV, 64] in v_new's dtype, the chunks' (q k^T * D) rows as this kernel rounds them
+    for its product with v_new) when ``keep_qk``, else None."""
     B, T, H, K = q.shape
     HV, V = v_new.shape[2], v_new.shape[3]
     o = torch.empty_like(v_new)
+    Aqk = torch.empty(B, T, HV, CHUNK, dtype=v_new.dtype, device=v_new.device) if keep_qk else None
     if is_interpret():
         chunk_fwd_o_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
 
     chunk_fwd_o_kernel[(meta["NT"], B * HV)](
-        q, k, v_new, h, gcum, o, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
-        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=state_block_k(K), IS_VARLEN=meta["cu_seqlens"] is not None,
+        q, k, v_new, h, gcum, o, o if Aqk is None else Aqk, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
+        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=state_block_k(K), STORE_A=keep_qk, IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
-    return o
+    return o, Aqk

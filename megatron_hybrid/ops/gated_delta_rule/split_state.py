@@ -28,7 +28,7 @@ import triton.language as tl
 from ..launch import fast_launch
 from .chunk_bwd import chunk_bwd_dv_local
 from .chunk_h import _bwd_read, _bwd_update, _fwd_read, _load_state, _seq, _store_state
-from .utils import CHUNK, autotune, is_interpret, pick_block, sdot, state_block_k, state_dot_flags
+from .utils import CHUNK, autotune, is_interpret, num_sms, pick_block, sdot, state_block_k, state_dot_flags
 
 ENV_MODE = "MEGATRON_HYBRID_GDN_SPLIT_STATE"
 ENV_SEGMENTS = "MEGATRON_HYBRID_GDN_SPLIT_SEGMENTS"
@@ -49,12 +49,6 @@ def split_modes() -> frozenset[str]:
     if not modes <= {"fwd", "bwd"}:
         raise ValueError(f"{ENV_MODE} must be 0, 1, or a comma list of fwd, bwd; got {val!r}")
     return modes
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 132  # H100 SXM; only the interpreter gets here, where it sizes nothing that matters
 
 
 _PLAN_CACHE: dict = {}
@@ -84,7 +78,7 @@ def plan_segments(meta: dict, HV: int, V: int, device: torch.device, num_segment
             return None
     else:
         units = HV * triton.cdiv(V, NOMINAL_BV)
-        seg_len = max(1, triton.cdiv(sum(chunks) * units, PROGRAMS_PER_SM * _num_sms(device)))
+        seg_len = max(1, triton.cdiv(sum(chunks) * units, PROGRAMS_PER_SM * num_sms(device)))
         counts = [max(1, triton.cdiv(n, seg_len)) for n in chunks]
         if max(counts) < MIN_AUTO_SEGMENTS:
             return None

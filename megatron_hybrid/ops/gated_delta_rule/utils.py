@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import types
 
@@ -16,6 +17,15 @@ CHUNK = 64  # tokens per chunk (BT in the kernels)
 
 def is_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.cache
+def num_sms(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device; 132 (H100 SXM) elsewhere, i.e. under the interpreter, where the
+    kernels' launch plans are only exercised, not timed."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 132
 
 
 def autotune(configs: list[triton.Config], key: list[str], **kwargs):
