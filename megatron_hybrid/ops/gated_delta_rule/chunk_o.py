@@ -18,7 +18,7 @@ from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block, sta
 # chunk, value head): 0.208 ms at T=8192, H=30 (8 warps, 3 stages), 0.108 ms at H=15.
 @autotune(
     configs=[triton.Config({"BV": 64}, num_warps=w, num_stages=s) for w, s in ((8, 3), (4, 3), (4, 2), (8, 2))],
-    key=["H", "HV", "K", "V", "BK"],
+    key=["H", "HV", "K", "V", "BK", "STORE_A"],  # tuned apart with and without the q k^T * D store
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_fwd_o_kernel(

@@ -61,8 +61,8 @@ def compare(q, k, v, g, beta, s0, cu=None, l2=False, tol_o=1e-5, tol_g=1e-4, fn=
 @pytest.mark.parametrize(
     "shape,l2",
     [((2, 75, 1, 2, 32, 48), False), ((1, 63, 2, 2, 16, 16), True), ((1, 1, 1, 1, 16, 32), False),
-     ((1, 130, 1, 1, 96, 40), True)],
-    ids=["gva-T75", "T63-l2norm", "T1", "K96-T130"],
+     ((1, 130, 1, 1, 96, 40), True), ((2, 75, 1, 2, 32, 48), True), ((1, 70, 1, 1, 80, 24), True)],
+    ids=["gva-T75", "T63-l2norm", "T1", "K96-T130", "gva-T75-l2norm", "K80-l2norm"],
 )  # fmt: skip
 def test_chunk_fp32_vs_naive(shape, l2):
     compare(*inputs(*shape, seed=sum(shape)), l2=l2)
@@ -86,6 +86,7 @@ def test_chunk_varlen_equals_loop():
     cu = torch.tensor([0, 1, 64, 67, 150], dtype=torch.int32)
     q, k, v, g, beta, s0 = inputs(1, sum(lens), 1, 2, 32, 24, N=len(lens), seed=6)
     compare(q, k, v, g, beta, s0, cu=cu)
+    compare(q, k, v, g, beta, s0, cu=cu, l2=True)
     o, st = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True, cu_seqlens=cu)
     for n in range(len(lens)):
         sl = slice(int(cu[n]), int(cu[n + 1]))
