@@ -229,7 +229,7 @@ def _bwd_step_loads(gcum, dvl, i_t, bos, L, i_hv, o_t, o_v, m_v, HV: tl.constexp
     return b_G, b_Gl, b_dv
 
 
-@autotune(configs=BWD_CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32"])
+@autotune(configs=BWD_CONFIGS, key=["H", "HV", "K", "V", "BK", "NSEQ_BUCKET", "READ_F32", "UPD_F32", "LOCAL_A"])
 @triton.jit(do_not_specialize=["T", "NSEQ_BUCKET"])
 def chunk_bwd_dh_kernel(
     q, k, w, gcum, do, dvl, Aqk, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T, NSEQ_BUCKET,

@@ -272,7 +272,7 @@ def wy_bwd_safe_configs(configs, named_args, **kwargs):
 # bench/gdn_determinism.py is the check to rerun after any change here.
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
-    key=["H", "HV", "K", "V", "BK", "BV", "NK"],
+    key=["H", "HV", "K", "V", "BK", "BV", "NK", "K_NORM"],
     prune_configs_by={"early_config_prune": wy_bwd_safe_configs},
 )
 @triton.jit(do_not_specialize=["T"])
