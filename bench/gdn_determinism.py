@@ -8,7 +8,9 @@ of the GPU tests' shapes (K = V = 256 with a 9-token tail chunk; K=192, V=96), w
 final-state gradient. On
 2026-11-26 this found the pipelined wy backward's race (dbeta, dg; the kernel then ran unpipelined, num_stages=1 in
 ``wy.py``); the other stages were bit-identical. On 2026-11-27 (session 15) the rewritten wy backward, pipelined
-again, was bit-identical at every shape here. Writes ``gdn_determinism.{json,md}``.
+again, was bit-identical at every shape here. Since session 17 it also runs the op's other paths: the output kernel
+keeping q k^T * D and the reverse pass from it (``MEGATRON_HYBRID_GDN_KEEP_QK``), and the wy backward with k's
+L2-norm backward folded in (one value head per key head). Writes ``gdn_determinism.{json,md}``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import report  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.chunk_bwd import chunk_bwd_dqk  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.chunk_h import chunk_bwd_dh, chunk_fwd_h  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.chunk_o import chunk_fwd_o  # noqa: E402
 from megatron_hybrid.ops.gated_delta_rule.wy import chunk_wy_bwd, chunk_wy_fwd  # noqa: E402
-from megatron_hybrid.ops.norms import l2norm  # noqa: E402
+from megatron_hybrid.ops.norms import L2NORM_EPS, l2norm, l2norm_fwd  # noqa: E402
 
 SHAPES = [
     (1, 2048, 15, 15, 96, 192),
@@ -37,17 +40,22 @@ SHAPES = [
     (1, 777, 1, 2, 256, 256),  # the GPU tests' widest heads, grouped values, a 9-token tail chunk
     (2, 63, 2, 2, 192, 96),
 ]
-STAGES = ("gcum", "Ai", "w", "u", "h", "v_new", "dv2", "dh", "dq", "dk_part", "dw", "dgp", "dk", "dv", "dbeta", "dg")
+STAGES = ("gcum", "Ai", "w", "u", "h", "v_new", "o", "Aqk", "dv2", "dh", "dv2 from Aqk", "dh from Aqk", "dq", "dk_part",
+          "dw", "dgp", "dk", "dv", "dbeta", "dg", "dk norm folded")  # fmt: skip
 
 
-def stages_once(q, k, v, g, beta, do, h0, dht, meta) -> tuple[torch.Tensor, ...]:
+def stages_once(q, k, k_rstd, v, g, beta, do, h0, dht, meta) -> tuple[torch.Tensor, ...]:
     K = q.shape[-1]
     gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
     h, v_new, _ = chunk_fwd_h(k, w, u, gcum, h0, False, meta)
+    o, Aqk = chunk_fwd_o(q, k, v_new, h, gcum, K**-0.5, meta, keep_qk=True)
     dv2, dh, _ = chunk_bwd_dh(q, k, w, gcum, do, dht, h0, K**-0.5, meta)
+    dv2_a, dh_a, _ = chunk_bwd_dh(q, k, w, gcum, do, dht, h0, K**-0.5, meta, Aqk=Aqk)
     dq, dk_part, dw, dgp = chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)
-    dk, dv, dbeta, dg = chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
-    return gcum, Ai, w, u, h, v_new, dv2, dh, dq, dk_part, dw, dgp, dk, dv, dbeta, dg
+    wy_args = (k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta)
+    dk, dv, dbeta, dg = chunk_wy_bwd(*wy_args)
+    dk_n = chunk_wy_bwd(*wy_args, k_rstd=k_rstd)[0] if v.shape[2] == k.shape[2] else torch.zeros(())
+    return gcum, Ai, w, u, h, v_new, o, Aqk, dv2, dh, dv2_a, dh_a, dq, dk_part, dw, dgp, dk, dv, dbeta, dg, dk_n
 
 
 def main() -> None:
@@ -62,14 +70,16 @@ def main() -> None:
         def rnd(*shape, gen=gen):
             return torch.randn(*shape, device="cuda", generator=gen)
 
-        q, k = l2norm(rnd(B, T, H, K).bfloat16()), l2norm(rnd(B, T, H, K).bfloat16())
+        q = l2norm(rnd(B, T, H, K).bfloat16())
+        k, k_rstd = l2norm_fwd(rnd(B, T, H, K).bfloat16().view(-1, K), eps=L2NORM_EPS)
+        k, k_rstd = k.view(B, T, H, K), k_rstd[0]
         v, do = rnd(B, T, HV, V).bfloat16(), rnd(B, T, HV, V).bfloat16()
         g = -torch.rand(B, T, HV, device="cuda", generator=gen)
         beta = torch.rand(B, T, HV, device="cuda", generator=gen).bfloat16()
         meta = C._meta(B, T, None)
         C._split_plan(meta, q, v)
         h0, dht = rnd(B, HV, K, V), rnd(B, HV, K, V)  # an initial state and a final-state gradient, as the tests use
-        runs = [[x.clone() for x in stages_once(q, k, v, g, beta, do, h0, dht, meta)] for _ in range(args.reps)]
+        runs = [[x.clone() for x in stages_once(q, k, k_rstd, v, g, beta, do, h0, dht, meta)] for _ in range(args.reps)]
         row = {"shape": f"B={B} T={T} H={H} HV={HV} K={K} V={V}"}
         for i, name in enumerate(STAGES):
             row[name] = max((r[i].float() - runs[0][i].float()).abs().max().item() for r in runs[1:])
