@@ -34,6 +34,7 @@ from .gated_delta_rule.chunk import (
     chunk_gated_delta_rule_bwd,
     chunk_gated_delta_rule_fwd,
     folds_k_norm,
+    qk_l2norm_bwd_rest,
 )
 from .norms import (
     L2NORM_EPS,
@@ -41,7 +42,6 @@ from .norms import (
     gated_rms_norm,
     gated_rms_norm_bwd,
     gated_rms_norm_fwd,
-    l2norm_bwd,
     l2norm_fwd,
     use_triton,
 )
@@ -157,10 +157,7 @@ class GDNMixerFunction(torch.autograd.Function):
             g=g_kept, k_rstd=qk_rstd[1] if fold_k else None, dk_out=dk_in_conv_grad if fold_k else None,
         )  # fmt: skip
         dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
-        if fold_k:
-            l2norm_bwd((q.view(-1, K),), qk_rstd[:1], (dq.reshape(-1, K),), (dq_in,))
-        else:
-            l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), (dq_in, dk_in))
+        qk_l2norm_bwd_rest(q, k, qk_rstd, dq, dk, fold_k, outs=(dq_in, dk_in))
         del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]

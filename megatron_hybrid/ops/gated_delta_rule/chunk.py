@@ -156,6 +156,24 @@ def folds_k_norm(q: torch.Tensor, v: torch.Tensor) -> bool:
     return v.shape[2] == q.shape[2]
 
 
+def qk_l2norm_bwd_rest(q, k, qk_rstd, dq, dk, fold_k: bool, outs=None):
+    """The q/k L2-norm backward that the wy backward has not taken: q's where it took k's (``fold_k``), else both.
+    q, k: the normalised [B, T, H, K]; qk_rstd [2, B*T*H]; dq, dk their gradients. The inputs' gradients go into
+    ``outs`` ((q's, k's) [B*T, H, K] views, e.g. column slices of the conv input's gradient) when given, else into
+    new tensors shaped as q. Returns (dq, dk), dk as given when it was folded."""
+    from ..norms import l2norm_bwd
+
+    K = q.shape[-1]
+    n = 1 if fold_k else 2
+    pairs = ((q, dq), (k, dk))[:n]
+    ys = tuple(y.view(-1, K) for y, _ in pairs)
+    dys = tuple(d.reshape(-1, K) for _, d in pairs)
+    dxs = l2norm_bwd(ys, qk_rstd[:n], dys, None if outs is None else outs[:n])
+    if outs is None:
+        dxs = tuple(x.view(q.shape) for x in dxs)
+    return (dxs[0], dk) if fold_k else dxs
+
+
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     """The op with q/k's L2 norm folded in (``qk_l2norm``): one launch normalises both in the forward and one takes
     their gradients back through it, with no autograd nodes of their own (the op's host time per call is what the
@@ -192,14 +210,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             k_rstd=qk_rstd[1] if fold_k else None, Aqk=Aqk,
         )  # fmt: skip
         if qk_rstd is not None:
-            from ..norms import l2norm_bwd
-
-            K = q.shape[-1]
-            if fold_k:  # dk is the input's gradient already (the wy backward took it through k's norm)
-                dq = l2norm_bwd((q.view(-1, K),), qk_rstd[:1], (dq.reshape(-1, K),))[0].view(q.shape)
-            else:
-                dys = (dq.reshape(-1, K), dk.reshape(-1, K))
-                dq, dk = (x.view(q.shape) for x in l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, dys))
+            dq, dk = qk_l2norm_bwd_rest(q, k, qk_rstd, dq, dk, fold_k)
         return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None, None
 
 
