@@ -39,9 +39,13 @@ setsid "$PYTHON" -m torch.distributed.run \
     --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \
     -m megatron_hybrid.train --config "$CONFIG" "$@" &
 LAUNCHER=$!
+STOPPING=0
 stop_ranks() {
-    # Ignore later signals first: bash runs a handler again, nested, when the same signal arrives while it runs,
-    # so a flag tested and then set could pass twice (make's second SIGTERM; seen once in CI).
+    # Once only. bash runs a handler again, nested, when the signal arrives while it runs (make forwards the group's
+    # SIGTERM a second time), even before the handler's first command: ignoring later signals there still let two
+    # stop messages through in CI. A trap runs only between commands, so this one-command test-and-set cannot be
+    # split by the nested run; the trap then ignores whatever comes later.
+    (( STOPPING++ )) && return
     trap '' TERM INT
     echo "torchrun.sh: stopping; the ranks save a checkpoint first" >&2
     pkill -TERM -P "$LAUNCHER" || true
