@@ -34,7 +34,7 @@ from .gated_delta_rule.chunk import (
     chunk_gated_delta_rule_bwd,
     chunk_gated_delta_rule_fwd,
     folds_k_norm,
-    qk_l2norm_bwd_rest,
+    qk_l2norm_bwd,
 )
 from .norms import (
     L2NORM_EPS,
@@ -149,15 +149,20 @@ class GDNMixerFunction(torch.autograd.Function):
 
         fold_k = folds_k_norm(q, v)
 
-        def dk_in_conv_grad():  # the wy backward writes x's gradient (through k's L2 norm) straight into its slice
+        def q_in_conv_grad():  # the wy backward writes x's gradient (through q's L2 norm) straight into its slice
+            return dqkv[..., : H * K].unflatten(-1, (H, K))
+
+        def dk_in_conv_grad():  # and k's
             return dqkv[..., H * K : 2 * H * K].unflatten(-1, (H, K))
 
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad,
             g=g_kept, k_rstd=qk_rstd[1] if fold_k else None, dk_out=dk_in_conv_grad if fold_k else None,
+            q_rstd=qk_rstd[0] if fold_k else None, dq_out=q_in_conv_grad if fold_k else None,
         )  # fmt: skip
-        dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
-        qk_l2norm_bwd_rest(q, k, qk_rstd, dq, dk, fold_k, outs=(dq_in, dk_in))
+        if not fold_k:
+            dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
+            qk_l2norm_bwd(q, k, qk_rstd, dq, dk, outs=(dq_in, dk_in))
         del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]

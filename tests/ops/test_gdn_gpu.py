@@ -290,9 +290,12 @@ def _mixer_inputs(B, T, dims, gen):
     "B,T,dims", [(1, 2048, (15, 15, 96, 192)), (2, 257, (4, 8, 12, 24))], ids=["olmo-tp2", "small"]
 )
 def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
-    """The fused mixer Function (q, k, v recomputed in the backward, gradients written in place) gives exactly what
-    the separate ops composed by autograd give: the same kernels on the same values (H100, 2026-11-26: bit-identical
-    once the wy backward's race was fixed; autotuned, see ``assert_same_values``)."""
+    """The fused mixer Function (q, k, v recomputed in the backward, gradients written in place) gives what the
+    separate ops composed by autograd give. Not bit for bit: the composed op L2-normalises q and k inside its solve
+    and output kernels, the mixer with the L2-norm kernel (it recomputes q and k in its backward), and the two sum the
+    squares in another order: measured 1.4e-5 for the output with one config per kernel (H100, 2026-11-28,
+    bench/results/gpu_check/session18/callA). A race, small as the wy backward's was, shows as two fused runs that
+    are not bit-identical."""
     from megatron_hybrid.ops import gdn_mixer
 
     H, HV, K, V = dims
@@ -300,13 +303,14 @@ def test_gdn_mixer_fused_equals_composed_bf16(B, T, dims):
     projected, conv_w, g, beta, norm_w = _mixer_inputs(B, T, dims, gen)
     dy = torch.randn(B, T, HV * V, device="cuda", generator=gen).to(torch.bfloat16)
     results = []
-    for fused in (True, False):
+    for fused in (True, True, False):
         leaves = [x.detach().clone().requires_grad_() for x in (projected, conv_w, g, beta, norm_w)]
         out = gdn_mixer(*leaves, dims, scale=K**-0.5, norm_eps=1e-5, fused=fused)
         out.backward(dy)
         results.append([out.detach()] + [x.grad for x in leaves])
-    for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
-        assert_same_values(name, a, b)
+    for name, fused, fused_again, composed in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
+        assert torch.equal(fused, fused_again), (name, rel_rms(fused_again, fused))
+        assert rel_rms(fused, composed) <= 1e-4, (name, rel_rms(fused, composed))
 
 
 def test_remembered_kernel_launches_equal_tritons_launches():
@@ -359,7 +363,7 @@ def test_gdn_mixer_recomputed_wy_bf16(monkeypatch):
         out.backward(dy)
         results.append([out.detach()] + [x.grad for x in leaves])
     for name, a, b in zip(("out", "projected", "conv_w", "g", "beta", "norm_w"), *results):
-        assert_same_values(name, a, b)
+        assert rel_rms(a, b) <= 1e-4, (name, rel_rms(a, b))
 
 
 @pytest.mark.parametrize(

@@ -91,24 +91,31 @@ def keeps_qk(meta: dict, HV: int, V: int, device: torch.device) -> bool:
     return mode == "1" or meta["N"] * HV * triton.cdiv(V, 16) >= KEEP_QK_PROGRAMS_PER_SM * num_sms(device)
 
 
-def chunk_gated_delta_rule_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=False):
+def chunk_gated_delta_rule_fwd(
+    q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=False, qk_norm=None
+):  # fmt: skip
     """Returns (o, gcum, Ai, final_state, h, v_new, w, Aqk); w is None unless ``keep_w`` (else freed before the output
     kernel allocates o), Aqk (the chunks' q k^T * D, for the backward's reverse pass) unless ``keep_w`` and
-    ``keeps_qk``."""
+    ``keeps_qk``. With ``qk_norm = (q_out, k_out, rstd [2, B*T*H], eps)`` q and k are raw: the solve L2-normalises k
+    and the output kernel q (the rows they load whole anyway) into q_out, k_out and rstd: no launch of their own."""
     _split_plan(meta, q, v)
-    gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta)
+    k_norm = None if qk_norm is None else (qk_norm[1], qk_norm[2][1], qk_norm[3])
+    gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta, k_norm=k_norm)
+    if qk_norm is not None:
+        k = qk_norm[1]
     h, v_new, final_state = _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta)
     del u
     if not keep_w:
         w = None
     keep_qk = keep_w and keeps_qk(meta, v.shape[2], v.shape[3], v.device)
-    o, Aqk = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=keep_qk)
+    q_norm = None if qk_norm is None else (qk_norm[0], qk_norm[2][0], qk_norm[3])
+    o, Aqk = chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=keep_qk, q_norm=q_norm)
     return o, gcum, Ai, final_state, h, v_new, w, Aqk
 
 
 def chunk_gated_delta_rule_bwd(
     q, k, v, beta, gcum, Ai, scale, initial_state, do, dht, meta, h=None, v_new=None, dv_out=None, g=None, w=None,
-    k_rstd=None, dk_out=None, Aqk=None,
+    k_rstd=None, dk_out=None, Aqk=None, q_rstd=None, dq_out=None,
 ):  # fmt: skip
     """h and v_new as the forward computed them, or None to recompute them (the same kernels: identical values);
     likewise w, which is only taken with h (else the recompute of h makes it anyway), and Aqk (the forward's chunk
@@ -119,7 +126,8 @@ def chunk_gated_delta_rule_bwd(
     states are freed (so a caller's larger gradient buffer does not coexist with them). With ``k_rstd`` (k was
     L2-normalised, k = x * rstd; one value head per key head: ``folds_k_norm``) the returned dk is x's gradient: the
     norm's backward runs in the wy backward, which writes it into ``dk_out`` when given (or what ``dk_out()`` returns,
-    called right after ``dv_out()``)."""
+    called right after ``dv_out()``); with ``q_rstd`` too, likewise for q (into ``dq_out``, the same rules; else in
+    place)."""
     if h is None or w is None:
         if Ai is None:
             gcum, Ai, w, u = chunk_wy_fwd(k, v, g, beta, meta, need_u=h is None)
@@ -139,8 +147,12 @@ def chunk_gated_delta_rule_bwd(
         dv_out = dv_out()
     if callable(dk_out):
         dk_out = dk_out()
+    q_norm = None
+    if q_rstd is not None:
+        dq_out = dq_out() if callable(dq_out) else dq if dq_out is None else dq_out
+        q_norm, dq = (q, dq, q_rstd, dq_out), dq_out
     dk, dv, dbeta, dg = chunk_wy_bwd(
-        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=dv_out, k_rstd=k_rstd, dk_out=dk_out
+        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=dv_out, k_rstd=k_rstd, dk_out=dk_out, q_norm=q_norm
     )
     B, T, H, K = q.shape
     HV = v.shape[2]
@@ -156,22 +168,16 @@ def folds_k_norm(q: torch.Tensor, v: torch.Tensor) -> bool:
     return v.shape[2] == q.shape[2]
 
 
-def qk_l2norm_bwd_rest(q, k, qk_rstd, dq, dk, fold_k: bool, outs=None):
-    """The q/k L2-norm backward that the wy backward has not taken: q's where it took k's (``fold_k``), else both.
+def qk_l2norm_bwd(q, k, qk_rstd, dq, dk, outs=None):
+    """The q/k L2-norm backward where the wy backward has not taken it (grouped value heads: ``folds_k_norm``).
     q, k: the normalised [B, T, H, K]; qk_rstd [2, B*T*H]; dq, dk their gradients. The inputs' gradients go into
     ``outs`` ((q's, k's) [B*T, H, K] views, e.g. column slices of the conv input's gradient) when given, else into
-    new tensors shaped as q. Returns (dq, dk), dk as given when it was folded."""
+    new tensors shaped as q. Returns them."""
     from ..norms import l2norm_bwd
 
     K = q.shape[-1]
-    n = 1 if fold_k else 2
-    pairs = ((q, dq), (k, dk))[:n]
-    ys = tuple(y.view(-1, K) for y, _ in pairs)
-    dys = tuple(d.reshape(-1, K) for _, d in pairs)
-    dxs = l2norm_bwd(ys, qk_rstd[:n], dys, None if outs is None else outs[:n])
-    if outs is None:
-        dxs = tuple(x.view(q.shape) for x in dxs)
-    return (dxs[0], dk) if fold_k else dxs
+    dxs = l2norm_bwd((q.view(-1, K), k.view(-1, K)), qk_rstd, (dq.reshape(-1, K), dk.reshape(-1, K)), outs)
+    return dxs if outs is not None else tuple(x.view(q.shape) for x in dxs)
 
 
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
@@ -182,16 +188,18 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states, qk_l2norm):
         B, T, H, K = q.shape
-        qk_rstd = None
-        if qk_l2norm:
-            from ..norms import L2NORM_EPS, l2norm_fwd
+        qk_rstd = qk_norm = None
+        if qk_l2norm:  # in the solve (k) and the output kernel (q)
+            from ..norms import L2NORM_EPS
 
-            q, k, qk_rstd = l2norm_fwd(q.view(-1, K), k.view(-1, K), eps=L2NORM_EPS)
-            q, k = q.view(B, T, H, K), k.view(B, T, H, K)
+            qk_rstd = torch.empty(2, B * T * H, dtype=torch.float32, device=q.device)
+            qk_norm = (torch.empty_like(q), torch.empty_like(k), qk_rstd, L2NORM_EPS)
         meta = _meta(B, T, cu_seqlens)
         o, gcum, Ai, final_state, h, v_new, w, Aqk = chunk_gated_delta_rule_fwd(
-            q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=keep_states
+            q, k, v, g, beta, scale, initial_state, output_final_state, meta, keep_w=keep_states, qk_norm=qk_norm
         )
+        if qk_norm is not None:
+            q, k = qk_norm[0], qk_norm[1]
         if not keep_states:
             h = v_new = None  # (w and Aqk are None already: keep_w=keep_states)
         ctx.save_for_backward(q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, Aqk, qk_rstd)
@@ -207,10 +215,10 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
             None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new, w=w,
-            k_rstd=qk_rstd[1] if fold_k else None, Aqk=Aqk,
+            k_rstd=qk_rstd[1] if fold_k else None, Aqk=Aqk, q_rstd=qk_rstd[0] if fold_k else None,
         )  # fmt: skip
-        if qk_rstd is not None:
-            dq, dk = qk_l2norm_bwd_rest(q, k, qk_rstd, dq, dk, fold_k)
+        if qk_rstd is not None and not fold_k:  # (folded: the wy backward took dq and dk through the norms)
+            dq, dk = qk_l2norm_bwd(q, k, qk_rstd, dq, dk)
         return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None, None
 
 

@@ -13,18 +13,59 @@ from .chunk_h import _load_hblock, _load_kblock
 from .utils import CHUNK, autotune, chunk_program, is_interpret, pick_block, state_block_k
 
 
+@triton.jit
+def _normalise_q(p_q, p_out, p_rstd, o_t, m_t, write, eps, BK: tl.constexpr, K: tl.constexpr, H: tl.constexpr):
+    """A chunk's q rows (up to four K blocks) L2-normalised, q = x / sqrt(sum x^2 + eps) rounded to q's dtype, as
+    ``norms.l2norm_fwd`` computes it; written with their 1 / norm where ``write`` (one program per key head)."""
+    b_x0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, False).to(tl.float32)
+    b_ss = tl.sum(b_x0 * b_x0, 1)
+    b_x1 = tl.zeros_like(b_x0)
+    b_x2 = tl.zeros_like(b_x0)
+    b_x3 = tl.zeros_like(b_x0)
+    if K > BK:
+        b_x1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, False).to(tl.float32)
+        b_ss += tl.sum(b_x1 * b_x1, 1)
+    if K > 2 * BK:
+        b_x2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, False).to(tl.float32)
+        b_ss += tl.sum(b_x2 * b_x2, 1)
+    if K > 3 * BK:
+        b_x3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, False).to(tl.float32)
+        b_ss += tl.sum(b_x3 * b_x3, 1)
+    b_rs = 1.0 / tl.sqrt(b_ss + eps)
+    tl.store(p_rstd + o_t * H, b_rs, mask=m_t & write)
+    ty = p_out.dtype.element_ty
+    b_q0 = (b_x0 * b_rs[:, None]).to(ty)
+    b_q1 = (b_x1 * b_rs[:, None]).to(ty)
+    b_q2 = (b_x2 * b_rs[:, None]).to(ty)
+    b_q3 = (b_x3 * b_rs[:, None]).to(ty)
+    _store_kblock(p_out, b_q0, o_t, m_t & write, 0, BK, K, H * K)
+    if K > BK:
+        _store_kblock(p_out, b_q1, o_t, m_t & write, 1, BK, K, H * K)
+    if K > 2 * BK:
+        _store_kblock(p_out, b_q2, o_t, m_t & write, 2, BK, K, H * K)
+    if K > 3 * BK:
+        _store_kblock(p_out, b_q3, o_t, m_t & write, 3, BK, K, H * K)
+    return b_q0, b_q1, b_q2, b_q3
+
+
+@triton.jit
+def _store_kblock(p, b, o_t, m_t, i_k, BK: tl.constexpr, K: tl.constexpr, stride):
+    o_k = i_k * BK + tl.arange(0, BK)
+    tl.store(p + o_t[:, None] * stride + o_k[None, :], b, mask=m_t[:, None] & (o_k < K)[None, :])
+
+
 # One program per (chunk, value head), walking V inside: q k^T and its decay mask once per chunk instead of once per V
 # block (3 at V = 192, each re-reading q and k), for 3x fewer programs. Until 2026-11-27 one program per (V block,
 # chunk, value head): 0.208 ms at T=8192, H=30 (8 warps, 3 stages), 0.108 ms at H=15.
 @autotune(
     configs=[triton.Config({"BV": 64}, num_warps=w, num_stages=s) for w, s in ((8, 3), (4, 3), (4, 2), (8, 2))],
-    key=["H", "HV", "K", "V", "BK", "STORE_A"],  # tuned apart with and without the q k^T * D store
+    key=["H", "HV", "K", "V", "BK", "STORE_A", "NORM_Q"],  # tuned apart with and without the extra stores
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_fwd_o_kernel(
-    q, k, v_new, h, gcum, o, Aqk, cu_seqlens, chunk_indices, scale, T,
+    q, k, v_new, h, gcum, o, Aqk, q_out, q_rstd, cu_seqlens, chunk_indices, scale, T, eps,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, STORE_A: tl.constexpr, IS_VARLEN: tl.constexpr,
+    BV: tl.constexpr, STORE_A: tl.constexpr, NORM_Q: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):  # fmt: skip
     i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
         tl.program_id(0), tl.program_id(1), cu_seqlens, chunk_indices, T, H, HV, BT, IS_VARLEN
@@ -36,17 +77,28 @@ def chunk_fwd_o_kernel(
     # q held whole through the V loop as up to four K blocks (loaded once; reloading it per V block left each inner
     # product waiting on it: 45% of this kernel's stall samples, ncu, bench/results/gpu_check/session14/callC).
     # fwd_o 0.202 -> 0.190 ms at T=8192, H=30, 0.105 -> 0.099 at H=15 (callE, autotuned, alternating processes)
-    b_q0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, False)
-    b_A = tl.dot(b_q0, _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True))
-    if K > BK:
-        b_q1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, False)
-        b_A += tl.dot(b_q1, _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True))
-    if K > 2 * BK:
-        b_q2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, False)
-        b_A += tl.dot(b_q2, _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True))
-    if K > 3 * BK:
-        b_q3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, False)
-        b_A += tl.dot(b_q3, _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True))
+    if NORM_Q:  # q arrives raw: its rows L2-normalised here (whole rows are held), stored for the backward
+        b_q0, b_q1, b_q2, b_q3 = _normalise_q(p_q, q_out + (t0 * H + i_h) * K, q_rstd + t0 * H + i_h, o_t, m_t,
+                                              (i_hv % (HV // H)) == 0, eps, BK, K, H)  # fmt: skip
+        b_A = tl.dot(b_q0, _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True))
+        if K > BK:
+            b_A += tl.dot(b_q1, _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True))
+        if K > 2 * BK:
+            b_A += tl.dot(b_q2, _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True))
+        if K > 3 * BK:
+            b_A += tl.dot(b_q3, _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True))
+    else:
+        b_q0 = _load_kblock(p_q, o_t, m_t, 0, BK, K, H * K, False)
+        b_A = tl.dot(b_q0, _load_kblock(p_k, o_t, m_t, 0, BK, K, H * K, True))
+        if K > BK:
+            b_q1 = _load_kblock(p_q, o_t, m_t, 1, BK, K, H * K, False)
+            b_A += tl.dot(b_q1, _load_kblock(p_k, o_t, m_t, 1, BK, K, H * K, True))
+        if K > 2 * BK:
+            b_q2 = _load_kblock(p_q, o_t, m_t, 2, BK, K, H * K, False)
+            b_A += tl.dot(b_q2, _load_kblock(p_k, o_t, m_t, 2, BK, K, H * K, True))
+        if K > 3 * BK:
+            b_q3 = _load_kblock(p_q, o_t, m_t, 3, BK, K, H * K, False)
+            b_A += tl.dot(b_q3, _load_kblock(p_k, o_t, m_t, 3, BK, K, H * K, True))
     b_G = tl.load(gcum + t0 * HV + i_hv + o_t * HV, mask=m_t, other=0.0)
     m_A = (o_t[:, None] >= o_t[None, :]) & m_t[:, None] & m_t[None, :]
     b_Ac = (b_A * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))).to(v_new.dtype.element_ty)
@@ -70,9 +122,10 @@ def chunk_fwd_o_kernel(
         tl.store(o + o_tv, (b_o * scale).to(o.dtype.element_ty), mask=m_tv)
 
 
-def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=False):
+def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=False, q_norm=None):
     """Returns (o, Aqk): Aqk ([B, T, HV, 64] in v_new's dtype, the chunks' (q k^T * D) rows as this kernel rounds them
-    for its product with v_new) when ``keep_qk``, else None."""
+    for its product with v_new) when ``keep_qk``, else None. With ``q_norm = (q_out, q_rstd, eps)`` q is raw: the
+    kernel L2-normalises its rows into q_out (shaped as q) and their 1 / norm into q_rstd ([B*T*H] fp32)."""
     B, T, H, K = q.shape
     HV, V = v_new.shape[2], v_new.shape[3]
     o = torch.empty_like(v_new)
@@ -80,8 +133,10 @@ def chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=False):
     if is_interpret():
         chunk_fwd_o_kernel.configs[0].kwargs.update({"BV": pick_block(V, 128)})
 
+    q_out, q_rstd, eps = (o, o, 0.0) if q_norm is None else q_norm
     chunk_fwd_o_kernel[(meta["NT"], B * HV)](
-        q, k, v_new, h, gcum, o, o if Aqk is None else Aqk, meta["cu_seqlens"], meta["chunk_indices"], scale, T,
-        H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=state_block_k(K), STORE_A=keep_qk, IS_VARLEN=meta["cu_seqlens"] is not None,
+        q, k, v_new, h, gcum, o, o if Aqk is None else Aqk, q_out, q_rstd, meta["cu_seqlens"], meta["chunk_indices"],
+        scale, T, eps, H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=state_block_k(K), STORE_A=keep_qk, NORM_Q=q_norm is not None,
+        IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return o, Aqk

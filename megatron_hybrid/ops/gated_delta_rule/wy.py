@@ -58,7 +58,7 @@ def _store_tile(p_base, b_X, i_a, i_b, o_i, Tc, S: tl.constexpr):
 # thread, 4 programs per SM. Fused with the new solve: not measured.
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=s) for w, s in ((2, 3), (1, 3), (2, 2), (4, 3), (4, 2))],
-    key=["H", "HV", "K", "BK"],
+    key=["H", "HV", "K", "BK", "NORM_K"],
 )
 @triton.jit(do_not_specialize=["T"])
 def chunk_wy_solve_kernel(
@@ -68,14 +68,18 @@ def chunk_wy_solve_kernel(
     gcum,
     Awork,
     Ai,
+    k_out,
+    k_rstd,
     cu_seqlens,
     chunk_indices,
     T,
+    eps,
     H: tl.constexpr,
     HV: tl.constexpr,
     K: tl.constexpr,
     BT: tl.constexpr,
     BK: tl.constexpr,
+    NORM_K: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
@@ -90,9 +94,23 @@ def chunk_wy_solve_kernel(
     b_G = tl.cumsum(b_g, 0)
     tl.store(gcum + t0 * HV + i_hv + o_t * HV, b_G, mask=m_t)
     b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    if NORM_K:  # k arrives raw: each row's L2 norm first (one pass over K), k = x * rstd rounded as stored
+        b_ss = tl.zeros([BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m_k = m_t[:, None] & (o_k < K)[None, :]
+            b_x = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_k, other=0).to(tl.float32)
+            b_ss += tl.sum(b_x * b_x, 1)
+        b_rs = 1.0 / tl.sqrt(b_ss + eps)
+        first = (i_hv % (HV // H)) == 0  # one writer per key head
+        tl.store(k_rstd + (t0 + o_t) * H + i_h, b_rs, mask=m_t & first)
     for i_k in range(tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
-        b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0)
+        m_k = m_t[:, None] & (o_k < K)[None, :]
+        b_k = tl.load(p_k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_k, other=0)
+        if NORM_K:
+            b_k = (b_k.to(tl.float32) * b_rs[:, None]).to(k_out.dtype.element_ty)
+            tl.store(k_out + (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :], b_k, mask=m_k & first)
         b_A += tl.dot(b_k, tl.trans(b_k))
     m_A = (o_t[:, None] > o_t[None, :]) & m_tt
     b_A = b_A * b_beta[:, None] * tl.exp(tl.where(m_A, b_G[:, None] - b_G[None, :], float("-inf")))
@@ -222,13 +240,14 @@ def wy_inverse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32
 
 
-def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
+def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True, k_norm=None):
     """Returns (gcum fp32 [B,T,HV], Ai [B,T,HV,BT] (``wy_inverse_dtype``), w [B,T,HV,K], u [B,T,HV,V] or None if not
     need_u).
 
     Two launches: the solve (``chunk_wy_solve_kernel``: cumsum, A, T), then w and u from the stored T
     (``chunk_wy_fwd_kernel``). With gcum and Ai given (the backward), the solve is skipped and only w (and u if
-    need_u) are recomputed.
+    need_u) are recomputed. With ``k_norm = (k_out, k_rstd, eps)`` k is raw: the solve L2-normalises its rows into
+    k_out (shaped as k) and their 1 / norm into k_rstd ([B*T*H] fp32), and w comes from k_out.
     """
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
@@ -238,11 +257,16 @@ def chunk_wy_fwd(k, v, g, beta, meta, gcum=None, Ai=None, need_u=True):
         Ai = torch.empty(B, T, HV, CHUNK, dtype=wy_inverse_dtype(k.dtype), device=k.device)
         # A in fp32 for the solve (the kernel reads its rows back); a transient when T is stored in 16 bits
         Awork = Ai if Ai.dtype == torch.float32 else torch.empty(B, T, HV, CHUNK, dtype=torch.float32, device=k.device)
+        k_out, k_rstd, eps = (Ai, Ai, 0.0) if k_norm is None else k_norm
         chunk_wy_solve_kernel[(meta["NT"], B * HV)](
-            k, g, beta, gcum, Awork, Ai, meta["cu_seqlens"], meta["chunk_indices"], T, H=H, HV=HV, K=K, BT=CHUNK,
-            BK=BK, IS_VARLEN=meta["cu_seqlens"] is not None,
+            k, g, beta, gcum, Awork, Ai, k_out, k_rstd, meta["cu_seqlens"], meta["chunk_indices"], T, eps, H=H, HV=HV,
+            K=K, BT=CHUNK, BK=BK, NORM_K=k_norm is not None, IS_VARLEN=meta["cu_seqlens"] is not None,
         )  # fmt: skip
         del Awork
+        if k_norm is not None:
+            k = k_out
+    else:
+        assert k_norm is None, "k is normalised by the solve"
     w = torch.empty(B, T, HV, K, dtype=k.dtype, device=k.device)
     u = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device) if need_u else None
     BV = pick_block(V, 128 if is_interpret() else 64)
@@ -272,7 +296,7 @@ def wy_bwd_safe_configs(configs, named_args, **kwargs):
 # bench/gdn_determinism.py is the check to rerun after any change here.
 @autotune(
     configs=[triton.Config({}, num_warps=w, num_stages=2) for w in (4, 8)],
-    key=["H", "HV", "K", "V", "BK", "BV", "NK", "K_NORM"],
+    key=["H", "HV", "K", "V", "BK", "BV", "NK", "K_NORM", "Q_NORM"],
     prune_configs_by={"early_config_prune": wy_bwd_safe_configs},
 )
 @triton.jit(do_not_specialize=["T"])
@@ -287,6 +311,10 @@ def chunk_wy_bwd_kernel(
     dk_part,
     dgp,
     k_rstd,
+    q,
+    dq,
+    q_rstd,
+    dq_out,
     dk,
     dv,
     dbeta,
@@ -298,6 +326,7 @@ def chunk_wy_bwd_kernel(
     SV,
     SDV,
     SDK,
+    SDQ,
     H: tl.constexpr,
     HV: tl.constexpr,
     K: tl.constexpr,
@@ -307,6 +336,7 @@ def chunk_wy_bwd_kernel(
     BV: tl.constexpr,
     NK: tl.constexpr,
     K_NORM: tl.constexpr,
+    Q_NORM: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     i_hv, i_h, i_nt, t0, Tc, o_t, m_t = chunk_program(
@@ -407,6 +437,25 @@ def chunk_wy_bwd_kernel(
             b_dk = tl.load(p_dk, mask=m_tk, other=0).to(tl.float32)
             b_dk = b_rs[:, None] * (b_dk - b_kf * b_kdk[:, None])
             tl.store(p_dk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    if Q_NORM:
+        # q's L2-norm backward on the way, here rather than in a launch of its own: dx = rstd (dq - q sum(q * dq))
+        # over dq as chunk_bwd_dqk wrote it (in place when dq_out is dq: each row block is read before it is written)
+        b_rq = tl.load(q_rstd + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+        b_qdq = tl.zeros([BT], dtype=tl.float32)
+        for i_k in range(NK):
+            o_k = i_k * BK + tl.arange(0, BK)
+            o_qk = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_qf = tl.load(q + o_qk, mask=m_tk, other=0).to(tl.float32)
+            b_qdq += tl.sum(b_qf * tl.load(dq + o_qk, mask=m_tk, other=0).to(tl.float32), 1)
+        for i_k in range(NK):
+            o_k = i_k * BK + tl.arange(0, BK)
+            o_qk = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+            m_tk = m_t[:, None] & (o_k < K)[None, :]
+            b_qf = tl.load(q + o_qk, mask=m_tk, other=0).to(tl.float32)
+            b_dx = b_rq[:, None] * (tl.load(dq + o_qk, mask=m_tk, other=0).to(tl.float32) - b_qf * b_qdq[:, None])
+            p_out = dq_out + t0 * SDQ + i_h * K + o_t[:, None] * SDQ + o_k[None, :]
+            tl.store(p_out, b_dx.to(dq_out.dtype.element_ty), mask=m_tk)
     b_dG += (b_dG0 + b_dG1) + (b_dG2 + b_dG3)
     for i_s in range(4, NK):  # K blocks past four (BK = 16 with K = 80, 112, ...)
         b_dG += tl.load(p_dgp + i_s * TOT, mask=m_t, other=0.0)
@@ -416,13 +465,16 @@ def chunk_wy_bwd_kernel(
     tl.store(dbeta + t0 * HV + i_hv + o_t * HV, b_db.to(dbeta.dtype.element_ty), mask=m_t)
 
 
-def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None, k_rstd=None, dk_out=None):
+def chunk_wy_bwd(
+    k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None, k_rstd=None, dk_out=None, q_norm=None
+):  # fmt: skip
     """Returns dk ([B, T, HV, K]), dv, dbeta (in beta's dtype), dg (fp32). dv is written into ``dv_out`` when given
     (shaped as v, any token stride; e.g. a slice of the conv input's gradient), else into a new contiguous tensor.
 
     With ``k_rstd`` ([B*T*H] fp32: k = x * rstd was L2-normalised per row; only with HV == H) dk is the gradient of
     x, the norm's backward applied in this kernel, written into ``dk_out`` when given (shaped as k, any token
-    stride)."""
+    stride). With ``q_norm = (q, dq, q_rstd, dq_out)`` (with k_rstd) q's norm backward runs here too: dq_out (shaped
+    as q, any token stride; dq itself is fine) gets the gradient of q's input from q (normalised) and its dq."""
     B, T, H, K = k.shape
     HV, V = v.shape[2], v.shape[3]
     BK = pick_block(K, 64)
@@ -430,6 +482,7 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None,
     assert dgp.shape[0] == NK
     assert k_rstd is None or HV == H, "the L2 norm's backward is folded in only with one value head per key head"
     assert dk_out is None or k_rstd is not None
+    assert q_norm is None or k_rstd is not None
     BV = pick_block(V, 128 if is_interpret() else 64)
     if dk_out is not None:
         dk = dk_out
@@ -439,10 +492,12 @@ def chunk_wy_bwd(k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, meta, dv_out=None,
     dbeta = torch.empty(B, T, HV, dtype=beta.dtype, device=k.device)  # rounded once at the store, no cast launch
     dg = torch.empty(B, T, HV, dtype=torch.float32, device=k.device)
     grid = (meta["NT"], B * HV)
+    q, dq, q_rstd, dq_out = (dk, dk, dk, dk) if q_norm is None else q_norm
     chunk_wy_bwd_kernel[grid](
-        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk if k_rstd is None else k_rstd, dk, dv, dbeta, dg,
-        meta["cu_seqlens"], meta["chunk_indices"], T, B * T * HV, token_stride(v, "v"), token_stride(dv, "dv"),
-        token_stride(dk, "dk"), H=H, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BV, NK=NK, K_NORM=k_rstd is not None,
+        k, v, beta, gcum, Ai, dw, dv2, dk_part, dgp, dk if k_rstd is None else k_rstd, q, dq, q_rstd, dq_out, dk, dv,
+        dbeta, dg, meta["cu_seqlens"], meta["chunk_indices"], T, B * T * HV, token_stride(v, "v"),
+        token_stride(dv, "dv"), token_stride(dk, "dk"), token_stride(dq_out, "dq"), H=H, HV=HV, K=K, V=V, BT=CHUNK,
+        BK=BK, BV=BV, NK=NK, K_NORM=k_rstd is not None, Q_NORM=q_norm is not None,
         IS_VARLEN=meta["cu_seqlens"] is not None,
     )  # fmt: skip
     return dk, dv, dbeta, dg

@@ -215,8 +215,9 @@ def test_keeps_qk_policy(monkeypatch):
 
 
 def test_wy_bwd_folds_k_norm():
-    """The wy backward with k's L2-norm backward folded in (k_rstd) equals the wy backward followed by the norm's own
-    backward kernel, also when it writes dk into a token-strided slice of a wider gradient (the fused mixer's)."""
+    """The wy backward with k's (and q's) L2-norm backward folded in (k_rstd, q_norm) equals the wy backward followed
+    by the norm's own backward kernel, also when it writes into token-strided slices of a wider gradient (the fused
+    mixer's) and, for q, in place."""
     from megatron_hybrid.ops.gated_delta_rule import chunk as C
     from megatron_hybrid.ops.norms import l2norm_bwd, l2norm_fwd
 
@@ -243,6 +244,17 @@ def test_wy_bwd_folds_k_norm():
     assert torch.isnan(wide[..., : H * K]).all() and torch.isnan(wide[..., 2 * H * K :]).all()  # only its slice
     for a, b in zip(rest, rest2):  # dv, dbeta, dg: untouched by the fold
         assert torch.equal(a, b)
+    # q's norm backward too, in place and into a strided slice
+    qn, rq = l2norm_fwd(q.reshape(-1, K), eps=1e-6)
+    qn = qn.view(q.shape)
+    dq = C.chunk_bwd_dqk(qn, k, gcum, h, dh, v_new, dv2, do, K**-0.5, meta)[0]
+    dq_ref = l2norm_bwd((qn.reshape(-1, K),), rq, (dq.reshape(-1, K),))[0].view(q.shape)
+    dq_out = wide[..., : H * K].unflatten(-1, (H, K))
+    C.chunk_wy_bwd(*args, k_rstd=rstd[0], dk_out=dx_out, q_norm=(qn, dq, rq[0], dq_out))
+    assert rel(dq_out, dq_ref) < 1e-5, rel(dq_out, dq_ref)
+    dq_in_place = dq.clone()
+    C.chunk_wy_bwd(*args, k_rstd=rstd[0], q_norm=(qn, dq_in_place, rq[0], dq_in_place))
+    assert rel(dq_in_place, dq_ref) < 1e-5, rel(dq_in_place, dq_ref)
 
 
 def test_bf16_g0_error_model():
