@@ -95,12 +95,13 @@ class Timed:
     """One implementation on its own copy of the inputs: compiled (and autotuned) at construction, then timed as
     often as asked, so that two implementations can be timed in alternating rounds."""
 
-    def __init__(self, fn, inputs, do):
+    def __init__(self, fn, inputs, do, graph_error=None):
         self.fn, self.do = fn, do
         self.xs = [x.clone().requires_grad_() for x in inputs]
         self.fwd_bwd()  # compile / autotune
         torch.cuda.synchronize()
-        self.fwd_ms, self.fwd_bwd_ms = [], []
+        self.fwd_ms, self.fwd_bwd_ms, self.graph_ms = [], [], []
+        self.graph_error = graph_error  # set: no graph replay timing, for this reason
 
     def fwd(self):
         with torch.no_grad():
@@ -114,6 +115,19 @@ class Timed:
         self.fwd_bwd_ms.append(
             triton.testing.do_bench(self.fwd_bwd, warmup=50, rep=500, grad_to_none=self.xs, return_mode="median")
         )
+        if self.graph_error is None:
+            self.time_graph_replay()
+
+    def time_graph_replay(self):
+        """fwd+bwd under CUDA-graph replay (triton's do_bench_cudagraph: calls captured back to back, no L2 flush
+        between them): the GPU's own time, without the host's launches, which bound small shapes on slow hosts."""
+        try:
+            ms = triton.testing.do_bench_cudagraph(self.fwd_bwd, rep=200, grad_to_none=self.xs, return_mode="median")
+        except RuntimeError as error:  # e.g. a host sync inside the op: it cannot be captured
+            self.graph_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            torch.cuda.synchronize()
+            return
+        self.graph_ms.append(ms)
 
     def host_ms(self):
         """The host's own time per fwd+bwd (launches return before the GPU finishes): when it reaches the GPU time,
@@ -140,6 +154,16 @@ class Timed:
         return peak, o, grads
 
 
+def graph_fields(prefix: str, timed: Timed) -> dict:
+    """The row's CUDA-graph replay entries for one implementation: the median over rounds, each round, and why it
+    could not be captured (if so)."""
+    fields = {f"{prefix}_graph_ms": statistics.median(timed.graph_ms) if timed.graph_ms else None,
+              f"{prefix}_graph_ms_per_round": timed.graph_ms}  # fmt: skip
+    if timed.graph_error is not None:
+        fields[f"{prefix}_graph_error"] = timed.graph_error
+    return fields
+
+
 def time_alternating(impls, rounds):
     """``rounds`` rounds of each implementation's fwd and fwd+bwd medians, their order flipped every round: the
     card's clock and power state drift over a run (fla's fwd+bwd moved 2.98-3.97 ms at one shape across one session's
@@ -162,6 +186,10 @@ def check_fp64(q, k, v, g, beta, cu, do, o, grads):
     return out
 
 
+def ms_or_dash(value, digits=3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def write_results(rows, meta, stem):
     """``stem``.json and ``stem``.md with every row so far."""
     os.makedirs(os.path.dirname(stem), exist_ok=True)
@@ -169,23 +197,28 @@ def write_results(rows, meta, stem):
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
     lines = [f"# GDN kernel benchmark ({meta['date']})", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "date"]
-    lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours host ms | ours peak MiB | "
-              "fla fwd ms | fla fwd+bwd ms | fla peak MiB | fwd+bwd ours/fla | per round |",
-              "|" + "---|" * 15]  # fmt: skip
+    lines += ["", "| shape | B | T | H | K | V | ours fwd ms | ours fwd+bwd ms | ours host ms | ours graph ms | "
+              "ours peak MiB | fla fwd ms | fla fwd+bwd ms | fla graph ms | fla peak MiB | fwd+bwd ours/fla | "
+              "per round | graph ours/fla |",
+              "|" + "---|" * 18]  # fmt: skip
     for r in rows:
         name = r["shape"] + (" (packed)" if r["packed"] else "")
         spread = "{:.2f}-{:.2f}".format(*r["ratio_fwd_bwd_range"]) if "ratio_fwd_bwd_range" in r else "-"
-        fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {r['fla_peak_mib']:.0f} | "
-               f"{r['ratio_fwd_bwd']:.2f} | {spread}" if "fla_fwd_ms" in r else "- | - | - | - | -")  # fmt: skip
-        lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {r['ours_fwd_ms']:.3f} | "
-                     f"{r['ours_fwd_bwd_ms']:.3f} | {r.get('ours_host_fwd_bwd_ms', float('nan')):.3f} | "
-                     f"{r['ours_peak_mib']:.0f} | {fla} |")  # fmt: skip
+        fla = (f"{r['fla_fwd_ms']:.3f} | {r['fla_fwd_bwd_ms']:.3f} | {ms_or_dash(r.get('fla_graph_ms'))} | "
+               f"{r['fla_peak_mib']:.0f} | {r['ratio_fwd_bwd']:.2f} | {spread} | {ms_or_dash(r.get('ratio_graph'), 2)}"
+               if "fla_fwd_ms" in r else "- | - | - | - | - | - | -")  # fmt: skip
+        ours = (f"{r['ours_fwd_ms']:.3f} | {r['ours_fwd_bwd_ms']:.3f} | {ms_or_dash(r.get('ours_host_fwd_bwd_ms'))} | "
+                f"{ms_or_dash(r.get('ours_graph_ms'))} | {r['ours_peak_mib']:.0f}")  # fmt: skip
+        lines.append(f"| {name} | {r['B']} | {r['T']} | {r['H']} | {r['K']} | {r['V']} | {ours} | {fla} |")
     lines += [
         "",
         "Times: the median over the rounds (`rounds` in the JSON, ours and fla alternating, the order flipped "
         "each round) of each round's do_bench median; `per round`: the lowest and highest of the rounds' ratios. "
         "`ours host ms`: the host's time per fwd+bwd call, launches only (no sync); where it reaches `ours "
-        "fwd+bwd ms`, that time is the host's launch time, not the GPU's. Our kernels' configs per shape "
+        "fwd+bwd ms`, that time is the host's launch time, not the GPU's. `graph ms`: fwd+bwd replayed from a "
+        "CUDA graph (triton's do_bench_cudagraph, median over the rounds; calls back to back, no L2 flush between "
+        "them): the GPU's time without the host's launches (`-`: not capturable, the reason in the JSON). Our "
+        "kernels' configs per shape "
         "(autotuned, or the first of each list with MEGATRON_HYBRID_AUTOTUNE=0) are in the JSON.",
     ]
     with open(stem + ".md", "w") as f:
@@ -234,7 +267,9 @@ def main():
             return chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm=True)[0]
 
         row = {"shape": name, "B": B, "T": T, "H": H, "K": K, "V": V, "packed": lens, "rounds": args.rounds}
-        mine = Timed(ours, (q, k, v, g, beta), do)
+        # packed: both ops read cu_seqlens on the host (chunk indices), which a CUDA graph cannot capture
+        no_graph = None if cu is None else "not timed: cu_seqlens is read on the host"
+        mine = Timed(ours, (q, k, v, g, beta), do, no_graph)
         row["ours_configs"] = chosen_configs()
         theirs_timed = None
         if fla_op is not None:
@@ -243,20 +278,23 @@ def main():
             def theirs(q, k, v, g, beta, cu=cu_l):
                 return fla_op(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm_in_kernel=True)[0]
 
-            theirs_timed = Timed(theirs, (q, k, v, g, beta), do)
+            theirs_timed = Timed(theirs, (q, k, v, g, beta), do, no_graph)
         time_alternating([t for t in (mine, theirs_timed) if t is not None], args.rounds)
         t_f, t_fb = statistics.median(mine.fwd_ms), statistics.median(mine.fwd_bwd_ms)
         t_host = mine.host_ms()
         peak, o, grads = mine.peak_and_outputs()
         row.update(ours_fwd_ms=t_f, ours_fwd_bwd_ms=t_fb, ours_peak_mib=peak, ours_host_fwd_bwd_ms=t_host,
-                   ours_fwd_bwd_ms_per_round=mine.fwd_bwd_ms)  # fmt: skip
+                   ours_fwd_bwd_ms_per_round=mine.fwd_bwd_ms, **graph_fields("ours", mine))  # fmt: skip
         if theirs_timed is not None:
             f_peak, f_o, f_grads = theirs_timed.peak_and_outputs()
             f_fb = statistics.median(theirs_timed.fwd_bwd_ms)
             per_round = [a / b for a, b in zip(mine.fwd_bwd_ms, theirs_timed.fwd_bwd_ms)]
             row.update(fla_fwd_ms=statistics.median(theirs_timed.fwd_ms), fla_fwd_bwd_ms=f_fb, fla_peak_mib=f_peak,
                        fla_fwd_bwd_ms_per_round=theirs_timed.fwd_bwd_ms, ratio_fwd_bwd=t_fb / f_fb,
-                       ratio_fwd_bwd_range=[min(per_round), max(per_round)])  # fmt: skip
+                       ratio_fwd_bwd_range=[min(per_round), max(per_round)],
+                       **graph_fields("fla", theirs_timed))  # fmt: skip
+            if row["ours_graph_ms"] is not None and row["fla_graph_ms"] is not None:
+                row["ratio_graph"] = row["ours_graph_ms"] / row["fla_graph_ms"]
 
             def rel(a, b):
                 return ((a.float() - b.float()).norm() / b.float().norm()).item()
@@ -273,11 +311,11 @@ def main():
             if bad:
                 raise SystemExit(f"{name}: autotuned kernels off the fp64 reference: {bad}")
         rows.append(row)
-        msg = f"{name:18s} ours fwd {t_f:.3f} ms fwd+bwd {t_fb:.3f} ms (host {t_host:.3f}) peak {peak:.0f} MiB"
+        msg = (f"{name:18s} ours fwd {t_f:.3f} ms fwd+bwd {t_fb:.3f} ms (host {t_host:.3f}, graph "
+               f"{ms_or_dash(row['ours_graph_ms'])}) peak {peak:.0f} MiB")  # fmt: skip
         if fla_op is not None:
-            msg += (
-                f" | fla fwd {row['fla_fwd_ms']:.3f} fwd+bwd {row['fla_fwd_bwd_ms']:.3f} peak {row['fla_peak_mib']:.0f}"
-            )
+            msg += (f" | fla fwd {row['fla_fwd_ms']:.3f} fwd+bwd {row['fla_fwd_bwd_ms']:.3f} (graph "
+                    f"{ms_or_dash(row['fla_graph_ms'])}) peak {row['fla_peak_mib']:.0f}")  # fmt: skip
             lo, hi = row["ratio_fwd_bwd_range"]
             msg += f" | ratio {row['ratio_fwd_bwd']:.2f} (rounds {lo:.2f}-{hi:.2f})"
         print(msg, flush=True)
