@@ -8,7 +8,9 @@ each process importing one version first on ``sys.path``:
     python bench/ab_versions.py --a . --b /tmp/old [--rounds 2] [--out bench/results]
 
 Shapes: the Olmo Hybrid GDN at TP=1 (30 heads) and its TP=2 slice (15 heads), T=8192, K=96, V=192, bf16. Each
-process reports its median (triton ``do_bench``); the table lists every round, so the spread is visible. Use
+process reports its median (triton ``do_bench``, the host's launches included) and the median replayed from a CUDA
+graph (``do_bench_cudagraph``: the GPU's time alone, steady to ~0.01 ms where do_bench moves by 0.1-0.3 ms at 15
+heads, whose op is launch-bound on slow hosts); the table lists every round, so the spread is visible. Use
 MEGATRON_HYBRID_AUTOTUNE=0 to compare the same launch configs (autotuning may pick different ones per version).
 Writes ``ab_versions.{json,md}``.
 """
@@ -36,6 +38,13 @@ def _time_shape(H: int) -> dict:
     def bench(fn, grads):
         return triton.testing.do_bench(fn, warmup=25, rep=200, grad_to_none=grads, return_mode="median")
 
+    def graph(fn, grads):
+        try:
+            return triton.testing.do_bench_cudagraph(fn, rep=200, grad_to_none=grads, return_mode="median")
+        except RuntimeError:  # not capturable (a host sync): the do_bench column still stands
+            torch.cuda.synchronize()
+            return None
+
     gen = torch.Generator(device="cuda").manual_seed(0)
 
     def rnd(*shape):
@@ -59,7 +68,13 @@ def _time_shape(H: int) -> dict:
     def mixer_step():
         gdn_mixer(proj, conv_w, g, beta, norm_w, (H, H, K, V), scale=K**-0.5, norm_eps=1e-5).backward(dy)
 
-    return {"op": bench(op_step, [q, k, v, g, beta]), "mixer": bench(mixer_step, [proj, conv_w, g, beta, norm_w])}
+    op_leaves, mixer_leaves = [q, k, v, g, beta], [proj, conv_w, g, beta, norm_w]
+    return {
+        "op": bench(op_step, op_leaves),
+        "op graph": graph(op_step, op_leaves),
+        "mixer": bench(mixer_step, mixer_leaves),
+        "mixer graph": graph(mixer_step, mixer_leaves),
+    }
 
 
 def time_here() -> dict:
@@ -106,14 +121,16 @@ def main() -> None:
             row = {"round": rnd + 1, "version": label, **json.loads(res.stdout.strip().splitlines()[-1])}
             rows.append(row)
             print(row, flush=True)
-    columns = ["round", "version", "package"] + [f"{n} {w} ms" for n in SHAPES for w in ("op", "mixer")]
+    kinds = ("op", "op graph", "mixer", "mixer graph")
+    columns = ["round", "version", "package"] + [f"{n} {w} ms" for n in SHAPES for w in kinds]
     notes = (
-        f"fwd+bwd medians (triton do_bench), B=1 T={T} K={K} V={V} bf16; A and B alternate on one GPU, "
+        f"fwd+bwd medians (triton do_bench; `graph`: replayed from a CUDA graph, the GPU's time without the host's "
+        f"launches), B=1 T={T} K={K} V={V} bf16; A and B alternate on one GPU, "
         "each in its own process. op: chunk_gated_delta_rule with use_qk_l2norm; mixer: ops.gdn_mixer (conv, norms, "
         "delta rule, gated norm) without the projections."
     )
     out = Path(args.out) if args.out else None
-    print(report.write("ab_versions", rows, columns, notes, out).read_text())
+    print(report.write("ab_versions", rows, columns, notes, out, float_format=".4f").read_text())
 
 
 if __name__ == "__main__":

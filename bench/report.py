@@ -160,25 +160,35 @@ def environment() -> dict:
     return env
 
 
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
+def markdown_table(rows: list[dict], columns: list[str], float_format: str = ".3g") -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = []
         for col in columns:
             value = row.get(col, "")
-            cells.append(f"{value:.3g}" if isinstance(value, float) else str(value))
+            cells.append(
+                format(value, float_format) if isinstance(value, float) else "-" if value is None else str(value)
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write(name: str, rows: list[dict], columns: list[str], notes: str = "", out_dir: Path | None = None) -> Path:
-    """``<name>.json`` (environment + rows) and ``<name>.md`` (environment + table + notes)."""
+def write(
+    name: str,
+    rows: list[dict],
+    columns: list[str],
+    notes: str = "",
+    out_dir: Path | None = None,
+    float_format: str = ".3g",
+) -> Path:
+    """``<name>.json`` (environment + rows) and ``<name>.md`` (environment + table + notes; floats as
+    ``float_format``)."""
     out = Path(out_dir or RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     (out / f"{name}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
     header = "\n".join(f"- {k}: `{v}`" for k, v in env.items())
-    text = f"# {name}\n\n{header}\n\n{markdown_table(rows, columns)}\n"
+    text = f"# {name}\n\n{header}\n\n{markdown_table(rows, columns, float_format)}\n"
     if notes:
         text += f"\n{notes.strip()}\n"
     (out / f"{name}.md").write_text(text)
