@@ -1,6 +1,7 @@
 """Benchmark the gated-delta-rule kernels against fla 0.6.0 on identical inputs (GPU only).
 
-Forward and forward+backward median time (triton.testing.do_bench), and the peak extra memory of one
+Forward and forward+backward median time (triton.testing.do_bench: the op as called, host launches included), the
+forward+backward replayed from a CUDA graph (the GPU's time alone), and the peak extra memory of one
 forward+backward, for the Olmo Hybrid shape, its TP=2 slice, ladder shapes and a packed batch. fla is timed in the
 same run when importable; on Triton < 3.7.1 on Hopper its version guard is bypassed for timing only (the output says
 so). Writes bench/results/gdn_kernels.{json,md}. Run the GPU tests first (``make bench-kernels`` does).
