@@ -21,6 +21,7 @@ the same inputs anyway (90 MiB less per layer call at the Olmo shape, T=8192, fo
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import torch
 
@@ -33,7 +34,7 @@ from .gated_delta_rule.chunk import (
     check_inputs,
     chunk_gated_delta_rule_bwd,
     chunk_gated_delta_rule_fwd,
-    folds_k_norm,
+    folds_qk_norm,
     qk_l2norm_bwd,
 )
 from .norms import (
@@ -147,22 +148,19 @@ class GDNMixerFunction(torch.autograd.Function):
             dqkv = torch.empty(B, T, C, dtype=projected.dtype, device=projected.device)
             return dqkv[..., 2 * H * K :].unflatten(-1, (HV, V))
 
-        fold_k = folds_k_norm(q, v)
+        def qk_in_conv_grad(i):  # q's (0) or k's (1) columns of the conv output's gradient, [B, T, H, K]
+            return dqkv[..., i * H * K : (i + 1) * H * K].unflatten(-1, (H, K))
 
-        def q_in_conv_grad():  # the wy backward writes x's gradient (through q's L2 norm) straight into its slice
-            return dqkv[..., : H * K].unflatten(-1, (H, K))
-
-        def dk_in_conv_grad():  # and k's
-            return dqkv[..., H * K : 2 * H * K].unflatten(-1, (H, K))
-
+        # the wy backward writes the inputs' gradients (through q's and k's L2 norms) straight into those columns
+        fold = folds_qk_norm(q, v)
         dq, dk, _, dg, dbeta, _ = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, None, do.view(B, T, HV, V), None, ctx.meta, dv_out=dv_in_conv_grad,
-            g=g_kept, k_rstd=qk_rstd[1] if fold_k else None, dk_out=dk_in_conv_grad if fold_k else None,
-            q_rstd=qk_rstd[0] if fold_k else None, dq_out=q_in_conv_grad if fold_k else None,
+            g=g_kept, k_rstd=qk_rstd[1] if fold else None, dk_out=partial(qk_in_conv_grad, 1) if fold else None,
+            q_rstd=qk_rstd[0] if fold else None, dq_out=partial(qk_in_conv_grad, 0) if fold else None,
         )  # fmt: skip
-        if not fold_k:
-            dq_in, dk_in = (dqkv[..., i * H * K : (i + 1) * H * K].view(B * T, H, K) for i in (0, 1))
-            qk_l2norm_bwd(q, k, qk_rstd, dq, dk, outs=(dq_in, dk_in))
+        if not fold:
+            outs = tuple(qk_in_conv_grad(i).view(B * T, H, K) for i in (0, 1))
+            qk_l2norm_bwd(q, k, qk_rstd, dq, dk, outs=outs)
         del dq, dk
         _, dconv_weight = _conv1d_bwd(
             _channels_contiguous(projected[..., :C]), conv_weight, dqkv, True, tok_bos, tok_eos, dx=dprojected[..., :C]

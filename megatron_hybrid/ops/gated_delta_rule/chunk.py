@@ -124,7 +124,7 @@ def chunk_gated_delta_rule_bwd(
     v may be a token-strided slice (``utils.token_stride``). dv goes into ``dv_out`` when given (same rule), or into
     what ``dv_out()`` returns when it is a callable: called once, right before the wy backward, after the per-chunk
     states are freed (so a caller's larger gradient buffer does not coexist with them). With ``k_rstd`` (k was
-    L2-normalised, k = x * rstd; one value head per key head: ``folds_k_norm``) the returned dk is x's gradient: the
+    L2-normalised, k = x * rstd; one value head per key head: ``folds_qk_norm``) the returned dk is x's gradient: the
     norm's backward runs in the wy backward, which writes it into ``dk_out`` when given (or what ``dk_out()`` returns,
     called right after ``dv_out()``); with ``q_rstd`` too, likewise for q (into ``dq_out``, the same rules; else in
     place)."""
@@ -162,14 +162,15 @@ def chunk_gated_delta_rule_bwd(
     return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dbeta, dh0
 
 
-def folds_k_norm(q: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether the backward can fold k's L2-norm backward into the wy backward: one value head per key head (with
-    grouped values dk is summed over each group afterwards, so the norm's backward must come after that sum)."""
+def folds_qk_norm(q: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the backward can fold the q/k L2-norm backward into the wy backward: one value head per key head (with
+    grouped values dk is summed over each group afterwards, so k's norm backward must come after that sum; q's goes
+    with it, in one launch)."""
     return v.shape[2] == q.shape[2]
 
 
 def qk_l2norm_bwd(q, k, qk_rstd, dq, dk, outs=None):
-    """The q/k L2-norm backward where the wy backward has not taken it (grouped value heads: ``folds_k_norm``).
+    """The q/k L2-norm backward where the wy backward has not taken it (grouped value heads: ``folds_qk_norm``).
     q, k: the normalised [B, T, H, K]; qk_rstd [2, B*T*H]; dq, dk their gradients. The inputs' gradients go into
     ``outs`` ((q's, k's) [B*T, H, K] views, e.g. column slices of the conv input's gradient) when given, else into
     new tensors shaped as q. Returns them."""
@@ -181,9 +182,10 @@ def qk_l2norm_bwd(q, k, qk_rstd, dq, dk, outs=None):
 
 
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
-    """The op with q/k's L2 norm folded in (``qk_l2norm``): one launch normalises both in the forward and one takes
-    their gradients back through it, with no autograd nodes of their own (the op's host time per call is what the
-    GPU waits on at few heads: bench/gdn_kernels.py's host column)."""
+    """The op with q/k's L2 norm folded in (``qk_l2norm``): the solve normalises k and the output kernel q in the
+    forward, and the wy backward takes both gradients back through the norms (one launch of their own with grouped
+    value heads), with no autograd nodes of their own (the op's host time per call is what the GPU waits on at few
+    heads: bench/gdn_kernels.py's host column)."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, keep_states, qk_l2norm):
@@ -211,13 +213,13 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dht):
         q, k, v, beta, gcum, Ai, initial_state, h, v_new, w, Aqk, qk_rstd = ctx.saved_tensors
-        fold_k = qk_rstd is not None and folds_k_norm(q, v)
+        fold = qk_rstd is not None and folds_qk_norm(q, v)
         dq, dk, dv, dg, dbeta, dh0 = chunk_gated_delta_rule_bwd(
             q, k, v, beta, gcum, Ai, ctx.scale, initial_state, do.contiguous(),
             None if dht is None else dht.contiguous(), ctx.meta, h=h, v_new=v_new, w=w,
-            k_rstd=qk_rstd[1] if fold_k else None, Aqk=Aqk, q_rstd=qk_rstd[0] if fold_k else None,
+            k_rstd=qk_rstd[1] if fold else None, Aqk=Aqk, q_rstd=qk_rstd[0] if fold else None,
         )  # fmt: skip
-        if qk_rstd is not None and not fold_k:  # (folded: the wy backward took dq and dk through the norms)
+        if qk_rstd is not None and not fold:  # (folded: the wy backward took dq and dk through the norms)
             dq, dk = qk_l2norm_bwd(q, k, qk_rstd, dq, dk)
         return dq, dk, dv, dg.to(ctx.g_dtype), dbeta, None, dh0, None, None, None, None
 
