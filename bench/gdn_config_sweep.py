@@ -77,7 +77,7 @@ CONV_BWD = [
 ]
 GDN_STAGES = {
     "wy_solve": WY_SOLVE, "wy_fwd": WY_FWD, "fwd_h": STATE, "fwd_o": PER_CHUNK, "dv_local": PER_CHUNK,
-    "bwd_dh": STATE, "dqk": DQK, "wy_bwd": WY_BWD,
+    "bwd_dh": STATE, "bwd_dh_kept_qk": STATE, "dqk": DQK, "wy_bwd": WY_BWD,
 }  # fmt: skip
 DIRECT_STAGES = {
     "gated_norm_bwd": GNORM_BWD, "conv_fwd_qk": CONV_FWD, "gated_norm_fwd": GNORM_FWD, "l2norm_fwd_q": L2,
@@ -106,6 +106,11 @@ def gdn_stages(shape: str):
     def bwd_dh():  # includes dv_local at its own (autotuned) config: a constant across this stage's rows
         return C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta)[:2]
 
+    _, Aqk = C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta, keep_qk=True)
+
+    def bwd_dh_kept_qk():  # the op's path where it keeps q k^T * D (chunk.keeps_qk): no dv_local
+        return C.chunk_bwd_dh(q, k, w, gcum, do, None, None, scale, meta, Aqk=Aqk)[:2]
+
     def dqk():
         return C.chunk_bwd_dqk(q, k, gcum, h, dh, v_new, dv2, do, scale, meta)
 
@@ -119,6 +124,7 @@ def gdn_stages(shape: str):
         "fwd_o": (C.chunk_fwd_o_kernel, lambda: C.chunk_fwd_o(q, k, v_new, h, gcum, scale, meta)),
         "dv_local": (chunk_bwd_dv_local_kernel, lambda: chunk_bwd_dv_local(q, k, gcum, do, scale, meta)),
         "bwd_dh": (C.chunk_bwd_dh_kernel, bwd_dh),
+        "bwd_dh_kept_qk": (C.chunk_bwd_dh_kernel, bwd_dh_kept_qk),
         "dqk": (C.chunk_bwd_dqk_kernel, dqk),
         "wy_bwd": (C.chunk_wy_bwd_kernel, wy_bwd),
     }

@@ -72,17 +72,19 @@ def _fwd_h(k, w, u, gcum, initial_state, output_final_state, meta):
 
 
 ENV_KEEP_QK = "MEGATRON_HYBRID_GDN_KEEP_QK"
-KEEP_QK_PROGRAMS_PER_SM = 2  # "auto": keep q k^T * D when the reverse pass has this many 16-wide V-block programs
+KEEP_QK_PROGRAMS_PER_SM = 1  # "auto": keep q k^T * D when the reverse pass has this many 16-wide V-block programs
 
 
 def keeps_qk(meta: dict, HV: int, V: int, device: torch.device) -> bool:
     """Whether a forward that keeps its states also keeps the chunks' q k^T * D (``MEGATRON_HYBRID_GDN_KEEP_QK``:
     auto (default), 1, 0). The backward's reverse pass then forms dv2's intra-chunk part itself: one [64, 64] x
-    [64, BV] product per sequential step (~0.8 us per chunk, H100) in place of ``chunk_bwd_dv_local``, a parallel
-    kernel whose time grows with the heads (0.16 ms at T=8192, 30 heads; 0.08 at 15). Measured (H100, autotuned,
-    bench/results/gpu_check/session17/callB): reverse pass 0.579 -> 0.517 ms at 30 heads, 0.360 -> 0.381 at 15, for
-    fwd_o +0.016 / +0.008 ms. So "auto" keeps it when the reverse pass fills the GPU at least twice over (as at 30
-    heads: 360 programs on 132 SMs, not at 15: 180), and never with the split reverse pass (which takes dvl)."""
+    [64, BV] product per sequential step in place of ``chunk_bwd_dv_local``, a parallel kernel whose time grows with
+    the heads (0.16 ms at T=8192, 30 heads; 0.08 at 15). Measured (H100, autotuned, CUDA-graph replay,
+    bench/results/gpu_check/session19/callA): reverse pass from the kept product 0.434 ms at 30 heads and 0.313 at 15,
+    against 0.569 / 0.350 for dv_local and the pass fed by it; fwd_o +0.016 / +0.008 ms for the extra store. So
+    "auto" keeps it when the reverse pass has a program per SM (360 programs at 30 heads, 180 at 15), and never with
+    the split reverse pass (which takes dvl). Fewer programs (a few heads) were not timed; they keep the dv_local
+    path."""
     mode = os.environ.get(ENV_KEEP_QK, "auto").strip().lower()
     if mode not in ("auto", "0", "1"):
         raise ValueError(f"{ENV_KEEP_QK} must be auto, 0 or 1; got {mode!r}")

@@ -263,8 +263,10 @@ def chunk_bwd_dh_kernel(
         m_tv = m_t[:, None] & m_v[None, :]
         o_tv = (t0 * HV + i_hv) * V + o_t[:, None] * (HV * V) + o_v[None, :]
         if LOCAL_A:  # (q k^T * D)^T of this chunk as the forward's output kernel kept it: dvl is its product with do
+            # Masked on tokens only: the kept rows hold zeros past the chunk's end, and a mask along the contiguous
+            # dim (the row's 64 columns) made the load scalar, which Triton's pipeline does not prefetch (sm_90 PTX)
             p_A = Aqk + (t0 * HV + i_hv) * BT + o_t[None, :] * (HV * BT) + o_t[:, None]
-            b_AT = tl.load(p_A, mask=m_t[:, None] & m_t[None, :], other=0)
+            b_AT = tl.load(p_A, mask=m_t[None, :], other=0)
         p_h = dh + ((boh + i_t) * HV + i_hv) * K * V
         _store_state(p_h, b_h0, b_h1, b_h2, b_h3, o_v, True, BK, K, V)
         b_G, b_Gl, b_dv = b_Gn, b_Gln, b_dvn

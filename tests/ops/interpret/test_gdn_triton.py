@@ -172,15 +172,22 @@ def test_stage_references_match_kernels():
         assert rel(a, r) < 1e-5, (name, rel(a, r))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-def test_reverse_pass_from_kept_qk(dtype):
+@pytest.mark.parametrize(
+    "dtype, packed",
+    [(torch.float32, False), (torch.float16, False), (torch.float32, True)],
+    ids=["fp32", "fp16", "packed"],
+)
+def test_reverse_pass_from_kept_qk(dtype, packed):
     """The reverse state pass forming dv2's intra-chunk part from the forward's kept (q k^T * D) (Aqk, from
-    chunk_fwd_o) equals the pass fed by chunk_bwd_dv_local; T not a multiple of 64 (a padded tail chunk)."""
+    chunk_fwd_o) equals the pass fed by chunk_bwd_dv_local; T not a multiple of 64 (a padded tail chunk), and packed
+    sequences whose last chunks end mid-chunk next to the following sequence's tokens (the pass masks the kept rows
+    on tokens only)."""
     from megatron_hybrid.ops.gated_delta_rule import chunk as C
 
-    q, k, v, g, beta, s0 = inputs(2, 150, 2, 2, 32, 48, dtype=dtype, seed=19)
+    cu = torch.tensor([0, 37, 101, 150], dtype=torch.int32) if packed else None
+    q, k, v, g, beta, s0 = inputs(1 if packed else 2, 150, 2, 2, 32, 48, dtype=dtype, seed=19, N=3 if packed else None)
     B, T, H, K = q.shape
-    meta = C._meta(B, T, None)
+    meta = C._meta(B, T, cu)
     do = torch.randn(v.shape, generator=torch.Generator().manual_seed(4)).to(dtype)
     gcum, Ai, w, u = C.chunk_wy_fwd(k, v, g, beta, meta)
     h, v_new, _ = C.chunk_fwd_h(k, w, u, gcum, None, False, meta)
@@ -195,15 +202,16 @@ def test_reverse_pass_from_kept_qk(dtype):
 
 
 def test_keeps_qk_policy(monkeypatch):
-    """MEGATRON_HYBRID_GDN_KEEP_QK: auto keeps q k^T * D where the reverse pass fills the SMs twice over (30 heads,
-    V = 192: 360 programs of 16 values; not 15 heads), never for the split reverse pass; a bad value is named."""
+    """MEGATRON_HYBRID_GDN_KEEP_QK: auto keeps q k^T * D where the reverse pass has a program per SM (30 and 15 heads,
+    V = 192: 360 and 180 programs of 16 values; not 8 heads of V = 128: 64), never for the split reverse pass; a bad
+    value is named."""
     from megatron_hybrid.ops.gated_delta_rule.chunk import ENV_KEEP_QK, keeps_qk
 
     cpu = torch.device("cpu")  # sized as an H100 (132 SMs) off the GPU
     meta = {"N": 1, "split_modes": frozenset()}
     monkeypatch.delenv(ENV_KEEP_QK, raising=False)
-    assert keeps_qk(meta, 30, 192, cpu) and not keeps_qk(meta, 15, 192, cpu)
-    assert keeps_qk({"N": 2, "split_modes": frozenset()}, 15, 192, cpu)  # two sequences: as many programs as 30 heads
+    assert keeps_qk(meta, 30, 192, cpu) and keeps_qk(meta, 15, 192, cpu) and not keeps_qk(meta, 8, 128, cpu)
+    assert keeps_qk({"N": 3, "split_modes": frozenset()}, 8, 128, cpu)  # three sequences: 192 programs
     assert not keeps_qk({"N": 1, "split_modes": frozenset({"bwd"})}, 30, 192, cpu)
     monkeypatch.setenv(ENV_KEEP_QK, "1")
     assert keeps_qk(meta, 1, 16, cpu)
