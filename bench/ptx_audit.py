@@ -30,31 +30,35 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from megatron_hybrid.ops.gated_delta_rule import chunk as C  # noqa: E402
-from megatron_hybrid.ops.gated_delta_rule import chunk_bwd  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule import chunk_bwd, split_state  # noqa: E402
+from megatron_hybrid.ops.gated_delta_rule.utils import state_dot_flags  # noqa: E402
 
 SHAPE = {"H": 30, "HV": 30, "K": 96, "V": 192, "BT": 64, "BK": 32, "IS_VARLEN": False}
+# the state passes' product precision as the op runs them (MEGATRON_HYBRID_GDN_STATE_DOTS, default "update")
+FWD_DOTS = dict(zip(("READ_F32", "UPD_F32"), state_dot_flags("fwd")))
+BWD_DOTS = dict(zip(("READ_F32", "UPD_F32"), state_dot_flags("bwd")))
 # per kernel: (autotuned kernel, its other constexprs as the op launches it at the Olmo shape)
 KERNELS = {
     "solve": (C.chunk_wy_solve_kernel, {"NORM_K": True}),
     "wy_fwd": (C.chunk_wy_fwd_kernel, {"BV": 64, "STORE_U": True}),
-    "fwd_h": (
-        C.chunk_fwd_h_kernel,
-        {"USE_H0": False, "STORE_HT": False, "STORE_H": True, "READ_F32": False, "UPD_F32": False},
-    ),
+    "fwd_h": (C.chunk_fwd_h_kernel, {"USE_H0": False, "STORE_HT": False, "STORE_H": True, **FWD_DOTS}),
     "fwd_o": (C.chunk_fwd_o_kernel, {"STORE_A": True, "NORM_Q": True}),
-    "bwd_dh": (
-        C.chunk_bwd_dh_kernel,
-        {"USE_DHT": False, "STORE_DH0": False, "READ_F32": False, "UPD_F32": False, "LOCAL_A": True},
-    ),
+    "bwd_dh": (C.chunk_bwd_dh_kernel, {"USE_DHT": False, "STORE_DH0": False, "LOCAL_A": True, **BWD_DOTS}),
     "dv_local": (chunk_bwd.chunk_bwd_dv_local_kernel, {}),
     "dqk": (C.chunk_bwd_dqk_kernel, {}),
     "wy_bwd": (C.chunk_wy_bwd_kernel, {"BV": 64, "NK": 3, "K_NORM": True, "Q_NORM": True}),
+    # the sequence-split state passes (opt-in, MEGATRON_HYBRID_GDN_SPLIT_STATE): pass 1 and pass 3 of each
+    "split_fwd_h_1": (split_state.split_fwd_h_kernel, {"PASS": 1, "STORE_HT": False, **FWD_DOTS}),
+    "split_fwd_h_3": (split_state.split_fwd_h_kernel, {"PASS": 3, "STORE_HT": False, **FWD_DOTS}),
+    "split_bwd_dh_1": (split_state.split_bwd_dh_kernel, {"PASS": 1, "STORE_DH0": False, **BWD_DOTS}),
+    "split_bwd_dh_3": (split_state.split_bwd_dh_kernel, {"PASS": 3, "STORE_DH0": False, **BWD_DOTS}),
 }
 # pointer arguments that are not in the input dtype
-FP32_POINTERS = {"gcum", "dgp", "Ai", "Awork", "k_rstd", "q_rstd", "dg", "g", "dvl", "dh0", "dht", "h0", "ht"}
-INT_POINTERS = {"cu_seqlens", "chunk_indices", "chunk_offsets"}
+FP32_POINTERS = {"gcum", "dgp", "Ai", "Awork", "k_rstd", "q_rstd", "dg", "g", "dvl", "dh0", "dht", "h0", "ht", "hs",
+                 "mseg", "hloc", "dhe", "dloc"}  # fmt: skip
+INT_POINTERS = {"cu_seqlens", "chunk_indices", "chunk_offsets", "seg_info"}
 FP32_SCALARS = {"scale", "eps"}
-INT_SCALARS = {"T", "TOT", "SV", "SDV", "SDK", "SDQ", "NSEQ_BUCKET"}  # lengths and token strides
+INT_SCALARS = {"T", "TOT", "SV", "SDV", "SDK", "SDQ", "NSEQ_BUCKET", "NSEG_BUCKET"}  # lengths and token strides
 
 
 def jit_function(kernel) -> triton.runtime.jit.JITFunction:
