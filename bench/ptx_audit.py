@@ -1,6 +1,9 @@
 """Offline sm_90 audit of the GDN kernels, on a machine without a GPU: each kernel compiled for an H100 (Triton's
 own ptxas) at the Olmo shape (T=8192, 30 heads, K=96, V=192, bf16), per config: registers, spilled bytes, and the
-global loads Triton's software pipeline made asynchronous copies against those it left synchronous.
+global loads Triton's software pipeline made asynchronous copies against those it left synchronous, and the shared
+memory a program takes (an H100 SM has 228 KiB: it caps how many programs share an SM, so whether a sequential
+pass's programs all run at once; at 30 heads the reverse pass's 360 programs take 52 KiB each at 2 stages, four fit
+per SM, and 99 KiB at 3 stages, two fit: 264 at once, and 0.67 against 0.43 ms in session 19's config sweep).
 
     python bench/ptx_audit.py [--kernels bwd_dh,fwd_h] [--all-configs] [--json out.json]
 
@@ -143,7 +146,8 @@ def audit(name: str, config: triton.Config) -> dict:
     regs, spill = ptxas_usage(ck.asm["ptx"])
     return {
         "kernel": name, "config": {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages},
-        "registers": regs, "spill_bytes": spill, "async_copies": dict(copies), "sync_loads": dict(plain),
+        "registers": regs, "spill_bytes": spill, "shared_bytes": ck.metadata.shared, "async_copies": dict(copies),
+        "sync_loads": dict(plain),
     }  # fmt: skip
 
 
@@ -162,8 +166,9 @@ def main() -> None:
         for config in configs if args.all_configs else configs[:1]:
             row = audit(name, config)
             rows.append(row)
-            print(f"{name:9s} {row['config']}: {row['registers']} registers, {row['spill_bytes']} B spilled; "
-                  f"async {row['async_copies']}; sync {row['sync_loads']}", flush=True)  # fmt: skip
+            print(f"{name:9s} {row['config']}: {row['registers']} registers, {row['spill_bytes']} B spilled, "
+                  f"{row['shared_bytes']} B shared; async {row['async_copies']}; sync {row['sync_loads']}",
+                  flush=True)  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
