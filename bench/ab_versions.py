@@ -30,6 +30,7 @@ T, K, V = 8192, 96, 192
 
 def _time_shape(H: int) -> dict:
     """fwd+bwd medians of the op and the mixer with H heads, for the package ``import megatron_hybrid`` finds."""
+    import report  # (bench/ is this script's folder: on the child's path)
     import torch
     import triton
 
@@ -38,12 +39,8 @@ def _time_shape(H: int) -> dict:
     def bench(fn, grads):
         return triton.testing.do_bench(fn, warmup=25, rep=200, grad_to_none=grads, return_mode="median")
 
-    def graph(fn, grads):
-        try:
-            return triton.testing.do_bench_cudagraph(fn, rep=200, grad_to_none=grads, return_mode="median")
-        except RuntimeError:  # not capturable (a host sync): the do_bench column still stands
-            torch.cuda.synchronize()
-            return None
+    def graph(fn, grads):  # None where not capturable (a host sync): the do_bench column still stands
+        return report.cuda_graph_ms(fn, grads)[0]
 
     gen = torch.Generator(device="cuda").manual_seed(0)
 

@@ -120,15 +120,10 @@ class Timed:
             self.time_graph_replay()
 
     def time_graph_replay(self):
-        """fwd+bwd under CUDA-graph replay (triton's do_bench_cudagraph: calls captured back to back, no L2 flush
-        between them): the GPU's own time, without the host's launches, which bound small shapes on slow hosts."""
-        try:
-            ms = triton.testing.do_bench_cudagraph(self.fwd_bwd, rep=200, grad_to_none=self.xs, return_mode="median")
-        except RuntimeError as error:  # e.g. a host sync inside the op: it cannot be captured
-            self.graph_error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            torch.cuda.synchronize()
-            return
-        self.graph_ms.append(ms)
+        """fwd+bwd under CUDA-graph replay (``report.cuda_graph_ms``); a failure is kept as the reason and ends it."""
+        ms, self.graph_error = report.cuda_graph_ms(self.fwd_bwd, self.xs)
+        if ms is not None:
+            self.graph_ms.append(ms)
 
     def host_ms(self):
         """The host's own time per fwd+bwd (launches return before the GPU finishes): when it reaches the GPU time,

@@ -123,6 +123,19 @@ def warm_up_gpu(seconds: float = 3.0) -> float:
     return time.perf_counter() - start
 
 
+def cuda_graph_ms(fn, grads=None) -> tuple[float | None, str | None]:
+    """(median ms, None) of ``fn`` replayed from a CUDA graph (triton's do_bench_cudagraph: calls captured back to
+    back, no L2 flush between them): the GPU's own time, without the host's launches, which bound small shapes on
+    slow hosts. (None, why) where ``fn`` cannot be captured (e.g. a host sync inside it)."""
+    from triton.testing import do_bench_cudagraph
+
+    try:
+        return do_bench_cudagraph(fn, rep=200, grad_to_none=grads, return_mode="median"), None
+    except RuntimeError as error:
+        torch.cuda.synchronize()
+        return None, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+
 def environment() -> dict:
     import triton
 
